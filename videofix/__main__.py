@@ -1,0 +1,5 @@
+import sys
+
+from videofix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""Errors that the command line turns into one clear line and a documented exit code.
+
+Exit codes (documented in the README):
+    0  success
+    1  unexpected internal error (a bug: please report it)
+    2  bad command-line usage
+    3  bad input file (not a video, no video stream, zero frames, unsupported codec, ...)
+    4  model file missing, unreadable or of the wrong layout
+    5  output problem (refused path, cannot write)
+    6  runtime/device problem (CUDA unavailable, out of memory, ...)
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+
+class VideofixError(Exception):
+    """Base class: an error with a one-line, user-facing message."""
+
+    exit_code = 1
+
+
+class UsageError(VideofixError):
+    exit_code = 2
+
+
+class InputError(VideofixError):
+    """The input media is unusable (not a video, truncated beyond use, unsupported)."""
+
+    exit_code = 3
+
+
+class ModelFileError(VideofixError):
+    """A model file is missing, truncated, or does not have the expected layout."""
+
+    exit_code = 4
+
+
+class OutputError(VideofixError):
+    exit_code = 5
+
+
+class DeviceError(VideofixError):
+    exit_code = 6

@@ -1,0 +1,27 @@
+"""Reading and writing video without losing anything but the faces' old pixels.
+
+Decode (`open_video`, threaded, native pixel formats as `Picture`), encode (`VideoWriter`),
+mux the source's audio/subtitles/metadata back by stream copy and rename atomically
+(`finalize_output`, `OutputFile`), and keyframe-aligned segments for the parallel runner
+(`plan_segments`, `open_segment`, `join_segments`). See docs/DESIGN.md for the contracts.
+"""
+
+from videofix.io.info import StreamInfo, TimeRange, VideoInfo, parse_range, probe
+from videofix.io.picture import LAYOUTS, Picture, default_matrix
+from videofix.io.reader import DecodedFrame, ReadReport, VideoReader, open_video
+from videofix.io.segments import Segment, SegmentPlan, join_segments, open_segment, plan_segments
+from videofix.io.writer import (
+    OutputFile,
+    VideoWriter,
+    check_output,
+    choose_pix_fmt,
+    finalize_output,
+    resolve_codec,
+)
+
+__all__ = [
+    "LAYOUTS", "DecodedFrame", "OutputFile", "Picture", "ReadReport", "Segment", "SegmentPlan",
+    "StreamInfo", "TimeRange", "VideoInfo", "VideoReader", "VideoWriter", "check_output",
+    "choose_pix_fmt", "default_matrix", "finalize_output", "join_segments", "open_segment",
+    "open_video", "parse_range", "plan_segments", "probe", "resolve_codec",
+]

@@ -1,0 +1,392 @@
+"""VQFR v2: state-dict layout, loading, the CodeRestorer contract, and parity with the official
+network on the golden cases of shared/golden/vqfr (README there: formula, cases, tolerances).
+
+The full network runs three times in this module (about a minute on a 2-core CPU): one
+official ``forward`` of the batch [A, C1] at fidelity 0.5 (case C, and case A's encoder,
+logits, texture decoder and Level_32 intermediates from sample 0, which the README says are
+independent of the fidelity), then ``encode(A)`` + ``decode(..., 1.0)`` (case B) and
+``decode(..., 0.0)`` (case A's full output) through the CodeRestorer path. Contract details
+(forward == encode -> argmax -> decode, bit for bit) are checked on a small configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from videofix.errors import ModelFileError
+from videofix.models.base import CodeRestorer, Encoded
+from videofix.models.synthetic import formula_state_dict
+from videofix.models.vqfr import ModulatedDeformConv, VQFRv2
+
+
+def _golden_root() -> Path:
+    candidates = [os.environ.get("VIDEOFIX_GOLDEN", "")]
+    repo = Path(__file__).resolve().parents[1]
+    candidates += [str(repo / "shared" / "golden"), "/work/shared/golden"]
+    for c in candidates:
+        if c and (Path(c) / "vqfr" / "README.md").is_file():
+            return Path(c)
+    pytest.skip("golden data not found (set VIDEOFIX_GOLDEN to shared/golden)", allow_module_level=True)
+
+
+GOLDEN = _golden_root()
+VQFR_DIR = GOLDEN / "vqfr"
+CODEBOOK = "quantizer.embedding.weight"
+CROP = (slice(None), slice(None), slice(192, 320), slice(192, 320))
+
+# README section 7.
+TOL_LOGITS = TOL_ENC = TOL_TEXFEAT = 1e-4
+TOL_DCN = 5e-5
+TOL_CROP_MAX, TOL_CROP_RMS = 2e-3, 3e-4
+TOL_F16_ABS, TOL_F16_REL = 1e-3, 1e-3
+
+
+def _load(name: str) -> np.ndarray:
+    return np.load(VQFR_DIR / name)
+
+
+def _official_key_shapes() -> list[tuple[str, list[int]]]:
+    return [(k, s) for k, s in json.loads((VQFR_DIR / "vqfr_state_dict_keys.json").read_text())]
+
+
+def vqfr_formula_state_dict(model_or_key_shapes) -> dict[str, torch.Tensor]:
+    """The golden formula (README section 2) for a VQFR key set.
+
+    The VQFR codebook (``quantizer.embedding.weight``) is unscaled, like CodeFormer's
+    ``quantize.embedding.weight``. Until the shared generator knows the VQFR name it scales
+    it by 1/sqrt(fan_in) = 1/16 for the official shape; 1/16 is a power of two, so
+    multiplying the float32 result back by 16 restores the unscaled float32 values exactly
+    (the checksum test below proves it).
+    """
+    sd = formula_state_dict(model_or_key_shapes)
+    cb = sd.get(CODEBOOK)
+    if cb is not None and cb.abs().max() < 0.5:  # unscaled sin values reach ~1
+        fan_in = cb.shape[1]
+        factor = float(np.sqrt(fan_in))
+        assert factor == 2 ** round(np.log2(factor)), "codebook rescale only exact for power-of-two sqrt(fan_in)"
+        sd[CODEBOOK] = cb * factor
+    return sd
+
+
+def _input(name: str) -> torch.Tensor:
+    lut = np.load(GOLDEN / "normalize_lut_float32.npy")
+    rgb = np.load(GOLDEN / name)
+    return torch.from_numpy(lut[rgb]).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _maxabs(a: torch.Tensor | np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - b.astype(np.float64)).max())
+
+
+def _check_crop(out: torch.Tensor, ref: np.ndarray) -> None:
+    diff = out[CROP].numpy().astype(np.float64) - ref.astype(np.float64)
+    assert out[CROP].shape == ref.shape
+    maxabs, rms = float(np.abs(diff).max()), float(np.sqrt((diff**2).mean()))
+    assert maxabs <= TOL_CROP_MAX and rms <= TOL_CROP_RMS, f"crop max {maxabs:.3g} rms {rms:.3g}"
+
+
+def _check_full_f16(out: torch.Tensor, ref16: np.ndarray) -> None:
+    ref = ref16.astype(np.float64)
+    got = out.numpy().astype(np.float64)
+    assert got.shape == ref.shape
+    excess = np.abs(got - ref) - (TOL_F16_ABS + TOL_F16_REL * np.abs(ref))
+    assert np.isfinite(got).all()
+    assert excess.max() <= 0, f"{int((excess > 0).sum())} values outside 1e-3 + 1e-3*|ref|, max |diff| {_maxabs(got, ref):.3g}"
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures: the official-size network, built once, and the runs the cases share
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def official_sd() -> dict[str, torch.Tensor]:
+    return vqfr_formula_state_dict(_official_key_shapes())
+
+
+@pytest.fixture(scope="module")
+def model(official_sd) -> VQFRv2:
+    torch.manual_seed(0)
+    return VQFRv2.from_state_dict(official_sd)
+
+
+@pytest.fixture(scope="module")
+def x_a() -> torch.Tensor:
+    return _input("input_A_rgb_uint8.npy")
+
+
+@pytest.fixture(scope="module")
+def x_c1() -> torch.Tensor:
+    return _input("input_C1_rgb_uint8.npy")
+
+
+@pytest.fixture(scope="module")
+def forward_ac(model, x_a, x_c1) -> dict[str, torch.Tensor]:
+    """Official forward of [A, C1] at fidelity 0.5, plus Level_32 intermediates (hooks)."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook(_module, _inputs, output):
+            captured[name] = output.detach().clone()
+
+        return hook
+
+    dcn = model.main_branch.align_func_dict["Level_32"].dcn
+    handles = [
+        model.decoder.blocks[0].register_forward_hook(keep("texfeat_L32")),
+        dcn.conv_offset.register_forward_hook(keep("dcn_L32_offset_raw")),
+        dcn.register_forward_hook(keep("dcn_L32_out")),
+    ]
+    try:
+        with torch.no_grad():
+            res = model(torch.cat([x_a, x_c1]), fidelity_ratio=0.5)
+    finally:
+        for h in handles:
+            h.remove()
+    return {**res, **captured}
+
+
+@pytest.fixture(scope="module")
+def encoded_a(model, x_a) -> Encoded:
+    with torch.no_grad():
+        return model.encode(x_a)
+
+
+# --------------------------------------------------------------------------------------------
+# layout and weights
+# --------------------------------------------------------------------------------------------
+
+
+def test_state_dict_layout_is_official():
+    with torch.device("meta"):
+        net = VQFRv2()
+    ours = [(k, list(v.shape)) for k, v in net.state_dict().items()]
+    assert ours == _official_key_shapes()  # same keys, shapes and order: 503 tensors
+    assert sum(v.numel() for v in net.state_dict().values()) == 83_486_539
+    assert (net.input_size, net.num_tokens, net.codebook_size) == (512, 256, 1024)
+    assert isinstance(net, CodeRestorer)
+
+
+def test_formula_weights_match_checksums(official_sd):
+    table = json.loads((VQFR_DIR / "vqfr_weights_checksums.json").read_text())["tensors"]
+    assert len(table) == len(official_sd) == 503
+    sha_mismatch = []
+    for entry in table:
+        t = official_sd[entry["key"]].numpy()
+        assert list(t.shape) == entry["shape"]
+        if hashlib.sha256(t.astype("<f4").tobytes()).hexdigest() != entry["sha256_f32le"]:
+            sha_mismatch.append(entry["key"])
+            # README: a different libm sin may flip a last bit; the sums must still agree.
+            assert abs(float(t.astype(np.float64).sum()) - entry["sum_f64"]) <= 1e-6 * max(1.0, entry["abs_sum_f64"])
+    assert len(sha_mismatch) <= 2, sha_mismatch
+
+
+def test_config_inferred_from_official_shapes(official_sd):
+    assert VQFRv2.config_from_state_dict(official_sd) == VQFRv2().config
+
+
+# --------------------------------------------------------------------------------------------
+# golden cases
+# --------------------------------------------------------------------------------------------
+
+
+def test_case_a_encoder_logits_codes(forward_ac, encoded_a):
+    assert forward_ac["enc_feat"].shape == (2, 256, 16, 16)
+    assert forward_ac["quant_logit"].shape == (2, 256, 1024)
+    assert _maxabs(forward_ac["enc_feat"][:1], _load("A_enc_feat_float32.npy")) <= TOL_ENC
+    ref_logits = _load("A_logits_float32.npy")
+    assert _maxabs(forward_ac["quant_logit"][:1], ref_logits) <= TOL_LOGITS
+    # The CodeRestorer path, batch of one.
+    assert encoded_a.logits.dtype == torch.float32 and encoded_a.logits.shape == (1, 256, 1024)
+    assert _maxabs(encoded_a.logits, ref_logits) <= TOL_LOGITS
+    ref_codes = _load("A_codes_int32.npy").astype(np.int64)
+    np.testing.assert_array_equal(encoded_a.codes.numpy(), ref_codes)
+    np.testing.assert_array_equal(forward_ac["quant_logit"][:1].argmax(-1).numpy(), ref_codes)
+
+
+def test_case_a_level32_intermediates(forward_ac):
+    assert _maxabs(forward_ac["texfeat_L32"][:1], _load("A_texfeat_L32_float32.npy")) <= TOL_TEXFEAT
+    assert _maxabs(forward_ac["dcn_L32_offset_raw"][:1], _load("A_dcn_L32_offset_raw_float32.npy")) <= TOL_DCN
+    assert _maxabs(forward_ac["dcn_L32_out"][:1], _load("A_dcn_L32_out_float32.npy")) <= TOL_DCN
+
+
+def test_case_a_output(model, encoded_a, forward_ac):
+    with torch.no_grad():
+        out = model.decode(encoded_a.codes, encoded_a.state, 0.0)
+    assert out.shape == (1, 3, 512, 512) and out.dtype == torch.float32
+    _check_crop(out, _load("A_out_crop192_320_float32.npy"))
+    _check_full_f16(out, _load("A_out_float16.npy"))
+    # Fidelity 0 gives the texture decoder's image (official forward, sample 0 of [A, C1]).
+    _check_crop(forward_ac["texture_dec"][:1], _load("A_out_crop192_320_float32.npy"))
+
+
+def test_case_b_output(model, encoded_a):
+    with torch.no_grad():
+        out = model.decode(encoded_a.codes, encoded_a.state, 1.0)
+    _check_crop(out, _load("B_out_crop192_320_float32.npy"))
+    _check_full_f16(out, _load("B_out_float16.npy"))
+    # The main branch has a real effect (README: B differs from A by up to 2.07).
+    assert _maxabs(out, _load("A_out_float16.npy")) > 1.0
+
+
+def test_case_c_batch_of_two(forward_ac):
+    np.testing.assert_array_equal(
+        forward_ac["quant_logit"].argmax(-1).numpy(), _load("C_codes_int32.npy").astype(np.int64)
+    )
+    assert forward_ac["main_dec"].shape == (2, 3, 512, 512)
+    _check_crop(forward_ac["main_dec"], _load("C_out_crop192_320_float32.npy"))
+
+
+# --------------------------------------------------------------------------------------------
+# a small configuration: contract and loading details, bit for bit
+# --------------------------------------------------------------------------------------------
+
+SMALL = dict(
+    base_channels=32,
+    channel_multipliers=(1, 2, 2, 4),
+    num_enc_blocks=1,
+    use_enc_attention=True,
+    num_dec_blocks=2,
+    use_dec_attention=True,
+    code_dim=64,
+    inpfeat_dim=16,
+    deformable_groups=4,
+    num_code=128,
+    input_size=64,
+)
+
+
+@pytest.fixture(scope="module")
+def small_sd() -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        skeleton = VQFRv2(**SMALL)
+    return vqfr_formula_state_dict(skeleton)
+
+
+@pytest.fixture(scope="module")
+def small(small_sd) -> VQFRv2:
+    return VQFRv2.from_state_dict(small_sd, input_size=64)
+
+
+@pytest.fixture(scope="module")
+def small_x() -> torch.Tensor:
+    # The golden faces, area-downsampled to 64x64 (still RGB in [-1, 1]).
+    return F.avg_pool2d(torch.cat([_input("input_A_rgb_uint8.npy"), _input("input_C1_rgb_uint8.npy")]), 8)
+
+
+def test_small_config_inferred(small, small_sd):
+    assert small.config == SMALL
+    assert (small.input_size, small.num_tokens, small.codebook_size) == (64, 64, 128)
+    assert not small.training
+    assert not any(p.requires_grad for p in small.parameters())
+
+
+@pytest.mark.parametrize("fidelity", [0.0, 0.3, 1.0])
+def test_forward_equals_encode_argmax_decode(small, small_x, fidelity):
+    with torch.no_grad():
+        res = small(small_x, fidelity_ratio=fidelity)
+        enc = small.encode(small_x)
+        out = small.decode(enc.logits.argmax(-1), enc.state, fidelity)
+    assert torch.equal(enc.logits, res["quant_logit"])
+    assert torch.equal(out, res["main_dec"])
+    assert res["main_dec"].shape == small_x.shape and torch.isfinite(res["main_dec"]).all()
+    if fidelity == 0.0:
+        assert torch.equal(res["main_dec"], res["texture_dec"])
+    else:
+        assert (res["main_dec"] - res["texture_dec"]).abs().max() > 1e-2
+
+
+def test_decode_of_selected_and_joined_batches(small, small_x):
+    with torch.no_grad():
+        enc = small.encode(small_x)
+        joined = Encoded.cat([enc.select(1), enc.select(0)])
+        out = small.decode(joined.codes, joined.state, 0.7)
+        ref = small.decode(enc.codes, enc.state, 0.7)
+    torch.testing.assert_close(out, ref.flip(0), rtol=0, atol=1e-4)
+
+
+def test_codes_drive_the_texture_decoder(small, small_x):
+    with torch.no_grad():
+        enc = small.encode(small_x[:1])
+        codes = enc.codes.clone()
+        base = small.decode(codes, enc.state, 0.5)
+        codes[0, 0] = (codes[0, 0] + 1) % small.codebook_size
+        changed = small.decode(codes, enc.state, 0.5)
+    diff = (changed - base).abs()[0].amax(0)  # token 0 covers the top-left 8x8 pixels
+    assert diff[:8, :8].max() > 1e-3
+
+
+def test_checkpoint_wrappers_load_strictly(small_sd):
+    ref = VQFRv2.from_state_dict(small_sd, input_size=64)
+    for wrapped in ({"params_ema": small_sd, "params": {}}, {"params": small_sd}):
+        net = VQFRv2.from_state_dict(wrapped, input_size=64)
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+    fresh = VQFRv2(**SMALL)
+    fresh.load_state_dict({"params_ema": small_sd})
+    assert torch.equal(fresh.quantizer.embedding.weight, small_sd[CODEBOOK])
+
+
+def test_bad_state_dicts_raise_model_file_error(small_sd):
+    missing = {k: v for k, v in small_sd.items() if k != "main_branch.align_func_dict.Level_1.dcn.bias"}
+    with pytest.raises(ModelFileError, match="1 missing keys"):
+        VQFRv2.from_state_dict(missing, input_size=64)
+    extra = {**small_sd, "quantizer.extra.weight": torch.zeros(1)}
+    with pytest.raises(ModelFileError, match="unexpected keys"):
+        VQFRv2.from_state_dict(extra, input_size=64)
+    wrong = {**small_sd, "feat2index.1.bias": torch.zeros(7)}
+    with pytest.raises(ModelFileError, match="shape mismatches"):
+        VQFRv2.from_state_dict(wrong, input_size=64)
+    with pytest.raises(ModelFileError, match="not a VQFR"):
+        VQFRv2.from_state_dict({"conv.weight": torch.zeros(1, 1, 1, 1)})
+    nearest = {k: v for k, v in small_sd.items() if not k.startswith("feat2index.")}
+    with pytest.raises(ModelFileError, match="Predict"):
+        VQFRv2.from_state_dict(nearest, input_size=64)
+
+
+def test_bad_inputs_are_refused(small, small_x):
+    with pytest.raises(ValueError, match="expects"):
+        small.encode(small_x[:, :, :32])
+    with pytest.raises(ValueError, match="fidelity"):
+        small(small_x, fidelity_ratio=1.5)
+    enc = small.encode(small_x)
+    with pytest.raises(ValueError, match=r"\[0, 128\)"):
+        small.decode(enc.codes + 1000, enc.state, 0.5)
+    with pytest.raises(ValueError, match="codes must be"):
+        small.decode(enc.codes[:, :10], enc.state, 0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# the deformable convolution against plain convolution
+# --------------------------------------------------------------------------------------------
+
+
+def test_deformable_conv_reduces_to_conv_and_shifts():
+    torch.manual_seed(0)
+    dcn = ModulatedDeformConv(32, deformable_groups=4)
+    x = torch.randn(1, 32, 12, 12)
+    cond = torch.randn(1, 32, 12, 12)
+    with torch.no_grad():
+        nn_w, nn_b = dcn.conv_offset.weight, dcn.conv_offset.bias
+        nn_w.zero_()
+        nn_b.zero_()
+        nn_b[72:] = 40.0  # mask = sigmoid(40) = 1 in float32
+        plain = F.conv2d(x, dcn.weight, dcn.bias, padding=1)
+        torch.testing.assert_close(dcn(x, cond), plain, rtol=1e-5, atol=1e-5)
+        # Offsets are (dy, dx) pairs per tap: dy = +1 everywhere samples one row lower, so
+        # output row y is the plain conv centred on row y + 1 (zeros below the last row).
+        nn_b[0:72:2] = 1.0
+        shifted = F.conv2d(F.pad(x, (1, 1, 1, 2)), dcn.weight, dcn.bias)[:, :, 1:]
+        torch.testing.assert_close(dcn(x, cond), shifted, rtol=1e-5, atol=1e-5)
+        # Mask logits of 0 halve every tap's contribution.
+        nn_b[0:72] = 0.0
+        nn_b[72:] = 0.0
+        half = F.conv2d(x, dcn.weight * 0.5, dcn.bias, padding=1)
+        torch.testing.assert_close(dcn(x, cond), half, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,67 @@
+"""`videofix models list | path NAME | fetch NAME...`: the model files videofix uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from videofix import modelfiles
+from videofix.errors import ModelFileError
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "models",
+        help="list, locate or download model files",
+        description=(
+            "Model files are looked up in this order: --models-dir (or $VIDEOFIX_MODELS), "
+            "the ComfyUI folders (--comfyui or $COMFYUI_PATH), the user cache ($VIDEOFIX_CACHE "
+            "or ~/.cache/videofix), then downloaded into the cache (off with VIDEOFIX_OFFLINE=1)."
+        ),
+    )
+    parser.add_argument("--models-dir", metavar="DIR", help="folder holding model files")
+    parser.add_argument("--comfyui", metavar="ROOT", help="a ComfyUI installation to search")
+    actions = parser.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="every known model file, what it is, its licence and where it is")
+    path_parser = actions.add_parser("path", help="print the local path of a model file (no download)")
+    path_parser.add_argument("name", choices=sorted(modelfiles.REGISTRY), metavar="NAME")
+    fetch_parser = actions.add_parser("fetch", help="download model files into the cache unless already present")
+    fetch_parser.add_argument("names", nargs="+", metavar="NAME", help=f"one of {', '.join(modelfiles.REGISTRY)}, or all")
+    fetch_parser.add_argument("--quiet", action="store_true", help="no download progress")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.models_action == "list":
+        return _list(args)
+    if args.models_action == "path":
+        path = modelfiles.resolve(args.name, models_dir=args.models_dir, comfy_root=args.comfyui, download=False)
+        print(path)
+        return 0
+    names = list(modelfiles.REGISTRY) if "all" in args.names else args.names
+    for name in names:
+        modelfiles.get(name)  # validate every name before downloading anything
+    for name in names:
+        path = modelfiles.resolve(name, models_dir=args.models_dir, comfy_root=args.comfyui, quiet=args.quiet)
+        print(f"{name}: {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = []
+    for entry in modelfiles.REGISTRY.values():
+        try:
+            where = str(modelfiles.resolve(entry.name, models_dir=args.models_dir, comfy_root=args.comfyui, download=False))
+        except ModelFileError:
+            where = "not found (videofix models fetch " + entry.name + ")"
+        rows.append((entry, where))
+    width = max(len(e.name) for e, _ in rows)
+    for entry, where in rows:
+        print(f"{entry.name:<{width}}  {entry.kind:<9} {entry.filename}")
+        print(f"{'':<{width}}  {entry.description}")
+        print(f"{'':<{width}}  licence: {entry.licence}; ComfyUI folder: models/{entry.comfy_folder}")
+        print(f"{'':<{width}}  url: {entry.urls[0]}")
+        print(f"{'':<{width}}  local: {where}")
+    print(f"cache: {modelfiles.cache_dir()}", file=sys.stderr)
+    return 0

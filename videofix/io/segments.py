@@ -1,0 +1,250 @@
+"""Keyframe-aligned segments for the parallel runner.
+
+`plan_segments` reads the video packets (no decoding), numbers frames in presentation
+order (pts-sorted, discarded packets left out) and cuts at keyframes. Each `Segment`
+holds an exact frame range and its pts bounds, so `open_segment` yields exactly that
+segment's frames: it seeks to the segment's keyframe, drops the frames before it (open
+GOP leading pictures belong to the previous segment), and stops after `frame_count`
+frames, decoding past the next keyframe when leading B-frames of the next GOP are still
+owed. If a seek lands late it retries from the previous keyframe, then from the start.
+
+Segments are encoded separately (`VideoWriter(...).commit()` per segment, identical
+settings) and `join_segments` concatenates their packets into one video whose frame count
+and timestamps equal the source's, then muxes audio/subtitles once (`finalize_output`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from videofix.errors import InputError, OutputError
+from videofix.io.info import TimeRange, describe, main_video_stream, open_input, parse_range
+from videofix.io.reader import VideoReader
+from videofix.io.writer import finalize_output, temp_path_for
+
+
+@dataclass
+class Segment:
+    """Frames [start_frame, end_frame) of the source (presentation order), i.e. pts in
+    [start_pts, end_pts) (end_pts None = to the end). `seek_pts`: the keyframe the decode
+    starts from; `preroll_pts`: an earlier keyframe to fall back on (None for the first)."""
+
+    index: int
+    start_frame: int
+    end_frame: int
+    start_pts: int
+    end_pts: int | None
+    seek_pts: int | None
+    preroll_pts: int | None = None
+
+    @property
+    def frame_count(self) -> int:
+        return self.end_frame - self.start_frame
+
+
+@dataclass
+class SegmentPlan:
+    """How a source is cut. Plain data: `to_json()` / `SegmentPlan.from_json(text)`.
+
+    `time_base` is the video stream's as "num/den"; `source_size` / `source_mtime_ns`
+    let a resumed run notice the file changed."""
+
+    source: str
+    source_size: int
+    source_mtime_ns: int
+    time_base: str
+    frame_count: int
+    segments: list[Segment] = field(default_factory=list)
+    range: str | None = None
+
+    @property
+    def time_base_fraction(self) -> Fraction:
+        return Fraction(self.time_base)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SegmentPlan":
+        d = json.loads(text)
+        d["segments"] = [Segment(**s) for s in d["segments"]]
+        return cls(**d)
+
+    def check_source(self) -> None:
+        """`InputError` if the source file changed since planning."""
+        st = os.stat(self.source)
+        if st.st_size != self.source_size or st.st_mtime_ns != self.source_mtime_ns:
+            raise InputError(f"{self.source}: file changed since the segment plan was made")
+
+
+def _frame_table(path) -> tuple[object, list[int], set[int]]:
+    """(VideoInfo, sorted pts of every presented frame, pts of keyframes) from packets only."""
+    container = open_input(path)
+    try:
+        info = describe(container, path)
+        v = main_video_stream(container, path)
+        pts_list: list[int] = []
+        keys: set[int] = set()
+        try:
+            for packet in container.demux(v):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                ts = packet.pts
+                if ts is None:
+                    raise InputError(f"{path}: video packets have no timestamps; cannot cut segments "
+                                     "(remux to .mkv or .mp4 first)")
+                pts_list.append(int(ts))
+                if packet.is_keyframe:
+                    keys.add(int(ts))
+        except av.error.FFmpegError as exc:
+            if not pts_list:
+                raise InputError(f"{path}: cannot read video packets ({exc})") from None
+        pts_list.sort()
+        if len(set(pts_list)) != len(pts_list):
+            raise InputError(f"{path}: duplicate video timestamps; cannot cut segments")
+        return info, pts_list, keys
+    finally:
+        container.close()
+
+
+def plan_segments(path: str | os.PathLike, count: int | None = None, seconds: float | None = None,
+                  range: TimeRange | str | None = None) -> SegmentPlan:
+    """Cut `path` into keyframe-aligned segments.
+
+    Args:
+        count: wanted number of segments (fewer when the video has too few keyframes).
+        seconds: wanted segment length in seconds (alternative to `count`).
+        range: restrict to this `TimeRange` / "START:END" (seconds from the first frame).
+
+    Every frame belongs to exactly one segment; segment k > 0 starts at a keyframe. Boundary
+    keyframes are the ones nearest the ideal cut points. With neither `count` nor `seconds`,
+    one segment.
+    """
+    if isinstance(range, str):
+        range = parse_range(range)
+    info, pts_list, keys = _frame_table(path)
+    tb = info.time_base
+    if not pts_list:
+        raise InputError(f"{path}: the video stream has no frames")
+    first = pts_list[0]
+    if range is not None:
+        pts_list = [p for p in pts_list if range.contains(float((p - first) * tb))]
+        if not pts_list:
+            raise InputError(f"{path}: range {range} selects no frames")
+    n = len(pts_list)
+    key_idx = [i for i, p in enumerate(pts_list) if p in keys and i > 0]
+    if seconds is not None and seconds > 0:
+        span = float((pts_list[-1] - pts_list[0]) * tb)
+        wanted = max(1, round(span / seconds))
+    else:
+        wanted = max(1, int(count or 1))
+    cuts: list[int] = []
+    for k in range_(1, wanted):
+        ideal = k * n / wanted
+        if not key_idx:
+            break
+        best = min(key_idx, key=lambda i: (abs(i - ideal), i))
+        if best not in cuts and (not cuts or best > cuts[-1]):
+            cuts.append(best)
+    bounds = [0] + cuts + [n]
+    # frame indices count from the first frame of the range. The first segment of a ranged
+    # plan may not start on a keyframe: the seek lands on the keyframe before it and the
+    # reader drops the frames in between. The first segment of a whole-file plan decodes
+    # from the start (seek_pts None).
+    segments = []
+    for i in range_(len(bounds) - 1):
+        a, b = bounds[i], bounds[i + 1]
+        start_pts = pts_list[a]
+        seek = None if (a == 0 and range is None) else start_pts
+        preroll = segments[-1].seek_pts if segments else None
+        segments.append(Segment(index=i, start_frame=a, end_frame=b, start_pts=start_pts,
+                                end_pts=pts_list[b] if b < n else None, seek_pts=seek,
+                                preroll_pts=preroll))
+    st = os.stat(path)
+    return SegmentPlan(source=str(path), source_size=st.st_size, source_mtime_ns=st.st_mtime_ns,
+                       time_base=f"{tb.numerator}/{tb.denominator}", frame_count=n, segments=segments,
+                       range=str(range) if range is not None else None)
+
+
+range_ = range  # the builtin, shadowed by the `range` parameters above
+
+
+def open_segment(path: str | os.PathLike, segment: Segment, *, threads: int = 0) -> VideoReader:
+    """A `VideoReader` yielding exactly `segment`'s frames (`DecodedFrame.index` = the
+    frame's index in the plan). Raises `InputError` if the count differs from the plan."""
+    return VideoReader(path, segment=segment, threads=threads)
+
+
+def join_segments(segment_files: list[str | os.PathLike], plan: SegmentPlan, source: str | os.PathLike,
+                  output: str | os.PathLike) -> Path:
+    """Concatenate encoded segment files (video only, same codec settings, source pts, in plan
+    order) into `output`, then mux the source's audio/subtitles once (trimmed to the plan's
+    range) via `finalize_output`. Verifies per segment and in total that the frame counts
+    equal the plan's; a mismatch is an `OutputError`."""
+    if len(segment_files) != len(plan.segments):
+        raise OutputError(f"{output}: {len(segment_files)} segment files for {len(plan.segments)} planned segments")
+    out_path = Path(output)
+    joined = temp_path_for(out_path, "joined")
+    inputs = []
+    out = None
+    try:
+        for f in segment_files:
+            try:
+                inputs.append(av.open(str(f)))
+            except av.error.FFmpegError as exc:
+                raise OutputError(f"{f}: cannot read segment ({exc})") from None
+        ref = inputs[0].streams.video[0]
+        ref_cc = ref.codec_context
+        for f, c in zip(segment_files, inputs):
+            cc = c.streams.video[0].codec_context
+            if (cc.name, cc.width, cc.height, cc.pix_fmt) != (ref_cc.name, ref_cc.width, ref_cc.height, ref_cc.pix_fmt):
+                raise OutputError(f"{f}: segment encoded differently ({cc.name} {cc.width}x{cc.height} "
+                                  f"{cc.pix_fmt}, first segment {ref_cc.name} {ref_cc.width}x{ref_cc.height} {ref_cc.pix_fmt})")
+            if bytes(cc.extradata or b"") != bytes(ref_cc.extradata or b""):
+                raise OutputError(f"{f}: segment codec headers differ from the first segment's "
+                                  "(encode all segments with identical settings)")
+        out = av.open(str(joined), "w")
+        vout = out.add_stream_from_template(ref)
+        last_dts = None
+        total = 0
+        for seg, f, c in zip(plan.segments, segment_files, inputs):
+            n = 0
+            for packet in c.demux(c.streams.video[0]):
+                if packet.size == 0:
+                    continue
+                packet.stream = vout
+                if packet.dts is not None:
+                    # each segment's encoder starts its dts a little before its first pts;
+                    # keep dts strictly increasing across the joins
+                    if last_dts is not None and packet.dts <= last_dts:
+                        packet.dts = last_dts + 1
+                    if packet.pts is not None and packet.dts > packet.pts:
+                        raise OutputError(f"{f}: cannot join: decode times overlap the previous segment")
+                    last_dts = packet.dts
+                out.mux(packet)
+                n += 1
+            if n != seg.frame_count:
+                raise OutputError(f"{f}: segment {seg.index} has {n} frames, the plan says {seg.frame_count}")
+            total += n
+        out.close()
+        out = None
+        if total != plan.frame_count:
+            raise OutputError(f"{output}: joined {total} frames, the plan says {plan.frame_count}")
+        for c in inputs:
+            c.close()
+        inputs = []
+        rng = parse_range(plan.range) if plan.range else None
+        return finalize_output(joined, source, out_path, rng)
+    finally:
+        if out is not None:
+            out.close()
+        for c in inputs:
+            c.close()
+        if joined.exists():
+            joined.unlink()

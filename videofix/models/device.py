@@ -1,0 +1,81 @@
+"""Device and precision choices, validated up front with one clear line each."""
+
+from __future__ import annotations
+
+import torch
+
+from videofix.errors import DeviceError, UsageError
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+
+    Raises:
+        DeviceError: CUDA / MPS asked for but not usable, or no GPU number N.
+        UsageError: an unknown device name.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    text = (spec or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError("--device mps: Apple MPS is not available on this machine")
+        return torch.device("mps")
+    if text == "cuda" or text.startswith("cuda:"):
+        index_text = text[5:] if text.startswith("cuda:") else ""
+        if index_text and not index_text.isdigit():
+            raise UsageError(f"--device {spec}: expected cuda:N with N a GPU number")
+        if not torch.cuda.is_available():
+            build = "a CPU-only torch build" if torch.version.cuda is None else "no usable GPU or driver"
+            raise DeviceError(f"--device {spec}: CUDA is not available ({build}); use --device cpu")
+        if index_text:
+            count = torch.cuda.device_count()
+            if int(index_text) >= count:
+                raise DeviceError(f"--device {spec}: there are {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+            return torch.device("cuda", int(index_text))
+        return torch.device("cuda")
+    raise UsageError(f"--device {spec}: expected auto, cpu, cuda, cuda:N or mps")
+
+
+def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str) -> torch.dtype:
+    """``"fp32"`` / ``"fp16"`` / ``"bf16"`` -> torch dtype, refused where ``device`` cannot run it.
+
+    fp16 needs CUDA (or MPS); bf16 needs a CUDA GPU with bf16 support (compute capability
+    8.0+) or the CPU. fp32 works everywhere and is what the parity tests use.
+
+    Raises:
+        DeviceError: the precision is not supported on ``device``.
+        UsageError: an unknown precision name.
+    """
+    device = torch.device(device)
+    if isinstance(name, torch.dtype):
+        dtype = name
+        label = str(name).replace("torch.", "")
+    else:
+        label = (name or "fp32").strip().lower()
+        if label not in DTYPES:
+            raise UsageError(f"--dtype {name}: expected fp32, fp16 or bf16")
+        dtype = DTYPES[label]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise UsageError(f"--dtype {label}: expected fp32, fp16 or bf16")
+    if dtype == torch.float16 and device.type not in ("cuda", "mps"):
+        raise DeviceError(f"--dtype {label} needs a CUDA GPU; on {device.type} use fp32 (or bf16)")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"--dtype {label}: this GPU has no bfloat16 support; use fp16 or fp32")
+    if dtype == torch.bfloat16 and device.type == "mps":
+        raise DeviceError(f"--dtype {label} is not supported on MPS; use fp16 or fp32")
+    return dtype

@@ -1,0 +1,141 @@
+"""The run report (JSON) and the before/after preview picture."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from videofix.metrics import TrackMetrics, json_number
+from videofix.pipeline.analysis import FaceAnalysis
+
+
+def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upscale: int = 1,
+                  first_frame: int = 0) -> list[dict]:
+    """`tracks` of the report: id, output frame indices, boxes in output pixels
+    ([x0, y0, x1, y1] per frame, scaled by `upscale`), code flip rate and flicker."""
+    out = []
+    for t in sorted(analysis.tracks, key=lambda t: t.track_id):
+        m = metrics.get(t.track_id)
+        out.append({
+            "id": int(t.track_id),
+            "frames": [int(f) - first_frame for f in t.frames],
+            "boxes": np.round(t.boxes.astype(np.float64) * upscale, 2).tolist(),
+            "detected_frames": int(t.detected.sum()),
+            "code_flip_rate": json_number(m.code_flip_rate) if m else None,
+            "flicker": json_number(m.flicker) if m else None,
+        })
+    return out
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Write JSON under a temporary name, then rename (never a half-written report)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        v = float(o)
+        return None if math.isnan(v) else v
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def choose_preview_frames(analysis: FaceAnalysis, count: int = 3) -> list[int]:
+    """Up to `count` frame indices with the most faces, spread over the video."""
+    per_frame: dict[int, int] = {}
+    for t in analysis.tracks:
+        for f in t.frames[t.detected]:
+            per_frame[int(f)] = per_frame.get(int(f), 0) + 1
+    if not per_frame:
+        return []
+    frames = sorted(per_frame)
+    picks = []
+    for k in range(count):
+        lo = frames[len(frames) * k // count]
+        hi_i = len(frames) * (k + 1) // count
+        chunk = [f for f in frames if lo <= f <= frames[max(hi_i - 1, 0)]] or [lo]
+        best = max(chunk, key=lambda f: (per_frame[f], -abs(f - chunk[len(chunk) // 2])))
+        if best not in picks:
+            picks.append(best)
+    return picks
+
+
+class PreviewCollector:
+    """Keeps the before and after RGB of a few chosen frames and writes them side by side.
+
+    Each row: the frame before | after, then the first face zoomed before | after.
+    """
+
+    def __init__(self, frames: list[int], analysis: FaceAnalysis, width: int = 640):
+        self.frames = set(frames)
+        self.analysis = analysis
+        self.width = width
+        self.before: dict[int, np.ndarray] = {}
+        self.after: dict[int, np.ndarray] = {}
+
+    def wants(self, index: int) -> bool:
+        return index in self.frames
+
+    def add_before(self, index: int, picture) -> None:
+        if index in self.frames:
+            self.before[index] = _to_u8(picture.to_rgb())
+
+    def add_after(self, index: int, picture) -> None:
+        if index in self.frames:
+            self.after[index] = _to_u8(picture.to_rgb())
+
+    def write(self, path: str | os.PathLike, upscale: int = 1) -> bool:
+        rows = []
+        for f in sorted(self.frames):
+            if f not in self.before or f not in self.after:
+                continue
+            before = self.before[f]
+            after = self.after[f]
+            if before.shape != after.shape:
+                before = cv2.resize(before, (after.shape[1], after.shape[0]), interpolation=cv2.INTER_LINEAR)
+            h, w = after.shape[:2]
+            s = self.width / float(w)
+            size = (self.width, max(1, int(round(h * s))))
+            row = [cv2.resize(before, size, interpolation=cv2.INTER_AREA), cv2.resize(after, size, interpolation=cv2.INTER_AREA)]
+            faces = self.analysis.faces_in(f)
+            if faces:
+                x0, y0, x1, y1 = (faces[0].box.astype(np.float64) * upscale).tolist()
+                cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.75
+                bx0, by0 = int(max(0, cx - half)), int(max(0, cy - half))
+                bx1, by1 = int(min(w, cx + half)), int(min(h, cy + half))
+                if bx1 > bx0 and by1 > by0:
+                    zs = (size[1], size[1])
+                    row += [cv2.resize(before[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC),
+                            cv2.resize(after[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC)]
+            rows.append(np.concatenate(row, axis=1))
+        if not rows:
+            return False
+        width = max(r.shape[1] for r in rows)
+        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+        image = np.concatenate(rows, axis=0)
+        path = Path(path)
+        ext = path.suffix or ".png"
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            return False
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, path)
+        return True
+
+
+def _to_u8(rgb01: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(rgb01 * 255.0), 0, 255).astype(np.uint8)

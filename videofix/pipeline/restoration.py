@@ -1,0 +1,165 @@
+"""Pass 2: align, restore (temporally) and paste back the faces of decoded frames.
+
+`FaceRestorationPass` is fed decoded frames in order and gives back finished frames in
+order. It is the one implementation of the restoration stage: the local runner feeds it a
+whole video, a Ray segment task feeds it one segment with context frames around it.
+
+For each frame it aligns every face of the pass-1 tracks (smoothed landmarks) straight
+from the native-format picture (only the face region is converted to RGB), pushes the
+crops to the `TemporalRestorer`, and holds the frame until all of its faces are back;
+then it pastes them (in track-id order) into the picture in its own pixel format, so every
+sample outside the faces' masks stays exactly as decoded. Memory is bounded by the
+temporal window: at most about R + batch frames wait for their faces.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from videofix.faces import estimate_alignment, paste_face, warp_face
+from videofix.io.picture import Picture
+from videofix.io.reader import DecodedFrame
+from videofix.metrics import TrackMetrics
+from videofix.pipeline.analysis import FaceAnalysis
+from videofix.restore.temporal import RestoredFace, TemporalRestorer
+
+
+def upscale_picture(picture: Picture, factor: int) -> Picture:
+    """The picture resized `factor` times in each direction, plane by plane, in its own
+    pixel format (bilinear, as the official pipeline resizes the background when it has no
+    background upsampler). factor 1 returns a copy."""
+    if factor == 1:
+        return picture.copy()
+    w, h = picture.width * factor, picture.height * factor
+    lay = picture.layout
+    planes = []
+    for i, plane in enumerate(picture.planes):
+        if lay.kind == "yuv" and i > 0:  # chroma: ceil(size / subsampling)
+            ph = (h + (1 << lay.log2_chroma_h) - 1) >> lay.log2_chroma_h
+            pw = (w + (1 << lay.log2_chroma_w) - 1) >> lay.log2_chroma_w
+        else:
+            ph, pw = h, w
+        planes.append(np.ascontiguousarray(cv2.resize(plane, (pw, ph), interpolation=cv2.INTER_LINEAR)))
+    return Picture(tuple(planes), picture.pix_fmt, w, h, picture.colorspace, picture.color_range,
+                   picture.color_primaries, picture.color_trc)
+
+
+@dataclass
+class _PendingFrame:
+    frame: DecodedFrame
+    output: Picture
+    affines: dict[int, np.ndarray]
+    inputs: dict[int, np.ndarray]
+    restored: dict[int, RestoredFace] = field(default_factory=dict)
+    emit: bool = True
+
+    @property
+    def complete(self) -> bool:
+        return len(self.restored) == len(self.affines)
+
+
+@dataclass
+class FinishedFrame:
+    """A frame ready to encode: the decoded frame (source pts) and the output picture."""
+
+    frame: DecodedFrame
+    picture: Picture
+    faces: list[tuple[int, np.ndarray]]  # (track id, affine frame -> crop), for reports
+
+
+class FaceRestorationPass:
+    """Align, restore and paste the faces of frames fed in order.
+
+    Args:
+        analysis: pass-1 tracks; frame indices must match `DecodedFrame.index`.
+        engine: the temporal restoration engine (its `input_size` is the crop size).
+        upscale: integer output scale (background resized, faces pasted at that size).
+        parser: optional face parser (`videofix.faces.FaceParser`) for parsing masks.
+        emit_range: (start, stop) frame indices to give back; frames outside are context
+            only (pushed for their code predictions, then dropped). None = all.
+        metrics_from: first frame index whose metrics are counted (pairs are counted from the
+            pair (metrics_from, metrics_from + 1) on); default = emit start.
+    """
+
+    def __init__(self, analysis: FaceAnalysis, engine: TemporalRestorer, *, upscale: int = 1, parser=None,
+                 emit_range: tuple[int, int] | None = None, metrics_from: int | None = None):
+        self.analysis = analysis
+        self.engine = engine
+        self.size = int(engine.size)
+        self.upscale = int(upscale)
+        self.parser = parser
+        self.emit_range = emit_range
+        start = emit_range[0] if emit_range else 0
+        self.metrics_from = start if metrics_from is None else metrics_from
+        self._pending: deque[_PendingFrame] = deque()
+        self._by_index: dict[int, _PendingFrame] = {}
+        self.metrics: dict[int, TrackMetrics] = {}
+        self.faces_restored = 0
+        self.max_pending = 0
+
+    def _emits(self, index: int) -> bool:
+        return self.emit_range is None or self.emit_range[0] <= index < self.emit_range[1]
+
+    def feed(self, frame: DecodedFrame) -> list[FinishedFrame]:
+        """Add the next decoded frame; returns the frames finished so far, in order."""
+        emit = self._emits(frame.index)
+        faces = self.analysis.faces_in(frame.index)
+        output = upscale_picture(frame.picture, self.upscale) if (emit and self.upscale != 1) else frame.picture
+        pending = _PendingFrame(frame, output, {}, {}, emit=emit)
+        self._pending.append(pending)
+        self._by_index[frame.index] = pending
+        results: list[RestoredFace] = []
+        for face in faces:
+            affine = estimate_alignment(face.landmarks, size=self.size)
+            crop = warp_face(frame.picture, affine, size=self.size)
+            pending.affines[face.track_id] = affine
+            pending.inputs[face.track_id] = crop
+            results += self.engine.push(face.track_id, frame.index, crop)
+            if frame.index == self.analysis.track(face.track_id).end:
+                results += self.engine.end_track(face.track_id)
+        self._take(results)
+        self.max_pending = max(self.max_pending, len(self._pending))
+        return self._pop_ready()
+
+    def finish(self) -> list[FinishedFrame]:
+        """Restore what is still held (end of the input) and return the remaining frames."""
+        self._take(self.engine.flush())
+        out = self._pop_ready()
+        if self._pending:  # every face comes back from flush(); anything left is a bug
+            raise RuntimeError(f"{len(self._pending)} frames still wait for faces after flush")
+        return out
+
+    def _take(self, results: Iterable[RestoredFace]) -> None:
+        for r in results:
+            pending = self._by_index[int(r.frame_key)]
+            pending.restored[int(r.track_id)] = r
+            self.faces_restored += 1
+
+    def _pop_ready(self) -> list[FinishedFrame]:
+        done = []
+        while self._pending and self._pending[0].complete:
+            p = self._pending.popleft()
+            del self._by_index[p.frame.index]
+            for track_id in sorted(p.affines):
+                r = p.restored[track_id]
+                # the frame before metrics_from only opens the first counted pair
+                if p.frame.index >= self.metrics_from - 1:
+                    self.metrics.setdefault(track_id, TrackMetrics()).update(
+                        codes=np.asarray(r.codes), restored=r.image, input_crop=p.inputs[track_id])
+                if p.emit:
+                    parse = self.parser.mask(r.image) if self.parser is not None else None
+                    paste_face(p.output, r.image, p.affines[track_id], upscale=self.upscale, parse_mask=parse)
+            if p.emit:
+                done.append(FinishedFrame(p.frame, p.output, [(t, p.affines[t]) for t in sorted(p.affines)]))
+        return done
+
+    def run(self, frames: Iterable[DecodedFrame]) -> Iterator[FinishedFrame]:
+        """Feed all `frames` and yield finished frames in order."""
+        for frame in frames:
+            yield from self.feed(frame)
+        yield from self.finish()

@@ -176,7 +176,7 @@ def test_parsenet_file_in_official_layout_loads_and_masks(tmp_path, monkeypatch)
     assert load_face_parser(models_dir=tmp_path) is None  # no file: square mask only
     torch.manual_seed(0)
     torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), tmp_path / "parsing_parsenet.pth")
-    parser = load_face_parser(models_dir=tmp_path)
+    parser = load_face_parser(models_dir=tmp_path, parse_size=128)  # 128: keeps the CPU test short
     assert parser is not None
     img = astronaut()
     a = estimate_alignment(ASTRO_LM)

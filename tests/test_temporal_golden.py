@@ -35,8 +35,6 @@ def test_radius_zero_through_the_engine_matches_golden_case_a():
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     model = formula_codeformer()
     crop = np.load(GOLDEN / "input_A_rgb_uint8.npy")
-    # radius 4 with a one-frame track has a one-frame window: still the per-frame network;
-    # a second one-frame track proves tracks do not mix.
     engine = TemporalRestorer(model, radius=0, fidelity=0.5, batch_size=1, keep_output=True)
     faces = engine.push("a", 0, crop) + engine.flush()
     assert len(faces) == 1

@@ -364,13 +364,16 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for broken files
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        message = str(exc)
+        text = message.splitlines()[0] if message else type(exc).__name__
+        if "Unsupported global" in message or "GLOBAL" in message:
             why = "holds pickled objects other than tensors (refused: only weights are loaded)"
         elif zipfile.is_zipfile(path) or "central directory" in text or "PytorchStreamReader" in text:
-            why = f"truncated or damaged PyTorch checkpoint ({size} bytes; {text})"
+            why = f"truncated or damaged PyTorch checkpoint ({size} bytes; {text[:120]})"
         else:
-            why = f"not a PyTorch checkpoint ({type(exc).__name__}: {text[:120]})"
+            with open(path, "rb") as f:
+                head = f.read(16)
+            why = f"not a PyTorch checkpoint (starts with {head!r}; {size} bytes)"
         raise ModelFileError(f"{path}: {why}") from None
     state = obj
     if isinstance(obj, Mapping):

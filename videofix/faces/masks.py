@@ -113,10 +113,12 @@ class FaceParser:
     """facexlib's ParseNet (19 classes, 512x512) loaded with our safe loader.
 
     ``mask(crop)`` takes the restored crop, uint8 (S, S, 3) **RGB**, and returns the official
-    parse mask, float32 (S, S) in 0..1 (crop space).
+    parse mask, float32 (512, 512) in 0..1 (crop space). ``parse_size`` is the side the network
+    sees: 512 is the official value; a smaller one (the network is fully convolutional) is
+    faster and coarser, its class map is resized back to 512 (nearest).
     """
 
-    def __init__(self, weights: str | Path, device: str = "cpu"):
+    def __init__(self, weights: str | Path, device: str = "cpu", parse_size: int = 512):
         import torch
         from facexlib.parsing.parsenet import ParseNet
 
@@ -132,25 +134,31 @@ class FaceParser:
             raise ModelFileError(f"{Path(weights).name}: not a ParseNet state dict ({str(exc).splitlines()[0]})") from None
         self.device = torch.device(device)
         self.net = net.eval().to(self.device)
+        self.parse_size = int(parse_size)
 
     def parse(self, crop_rgb: np.ndarray) -> np.ndarray:
         """Class map int64 (512, 512) of a uint8 RGB crop."""
         import torch
 
         img = crop_rgb
-        if img.shape[0] != 512 or img.shape[1] != 512:
-            img = cv2.resize(img, (512, 512), interpolation=cv2.INTER_LINEAR)
+        n = self.parse_size
+        if img.shape[0] != n or img.shape[1] != n:
+            img = cv2.resize(img, (n, n), interpolation=cv2.INTER_LINEAR)
         x = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).permute(2, 0, 1).float() / 255.0
         x = ((x - 0.5) / 0.5).unsqueeze(0)
         with torch.no_grad():
             out = self.net(x)[0]
-        return out.argmax(dim=1).squeeze(0).cpu().numpy()
+        classes = out.argmax(dim=1).squeeze(0).cpu().numpy()
+        if n != 512:
+            classes = cv2.resize(classes.astype(np.uint8), (512, 512), interpolation=cv2.INTER_NEAREST)
+        return classes.astype(np.int64)
 
     def mask(self, crop_rgb: np.ndarray) -> np.ndarray:
         return parse_map_to_mask(self.parse(crop_rgb))
 
 
-def load_face_parser(models_dir=None, path=None, device: str = "cpu", download: bool = False) -> FaceParser | None:
+def load_face_parser(models_dir=None, path=None, device: str = "cpu", download: bool = False,
+                     parse_size: int = 512) -> FaceParser | None:
     """The ParseNet masker when ``parsenet`` (parsing_parsenet.pth) resolves, else None (square mask only)."""
     from videofix.errors import ModelFileError
 
@@ -162,4 +170,4 @@ def load_face_parser(models_dir=None, path=None, device: str = "cpu", download: 
         if path is not None:
             raise
         return None
-    return FaceParser(weights, device=device)
+    return FaceParser(weights, device=device, parse_size=parse_size)

@@ -88,7 +88,11 @@ class RetinaFaceDetector(Detector):
             raise ValueError(f"retinaface: network must be one of {sorted(FILES)}")
         self.name = "retinaface" if network == "resnet50" else "retinaface_mobile"
         sd = load_state_dict(weights)
-        net = RetinaFace(network_name=network, half=False, phase="test", device="cpu")
+        import warnings
+
+        with warnings.catch_warnings():  # facexlib passes torchvision's deprecated `pretrained=False`
+            warnings.simplefilter("ignore", UserWarning)
+            net = RetinaFace(network_name=network, half=False, phase="test", device="cpu")
         try:
             net.load_state_dict(sd, strict=True)
         except RuntimeError as exc:

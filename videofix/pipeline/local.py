@@ -148,8 +148,12 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
             OutputFile(input_path, output_path, out_info, settings.codec, settings.crf, settings.preset,
                        settings.pix_fmt, time_range) as out:
 
+        regions: dict[int, list] = {}
+
         def encode(item) -> None:
             out.write(item.picture, item.frame.pts)
+            for track_id, box in item.regions.items():
+                regions.setdefault(track_id, []).append(list(box))
 
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
         try:
@@ -199,7 +203,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         "fps": round(frames_written / max(time.perf_counter() - t_start, 1e-9), 3),
         "max_frames_held": restorer.max_pending,
         "notes": notes,
-        "tracks": track_entries(analysis, restorer.metrics, settings.upscale),
+        "tracks": track_entries(analysis, restorer.metrics, settings.upscale, regions=regions),
     }
     if preview is not None:
         report["preview"] = str(preview_path) if preview.write(preview_path, settings.upscale) else None

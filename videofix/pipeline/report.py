@@ -15,9 +15,11 @@ from videofix.pipeline.analysis import FaceAnalysis
 
 
 def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upscale: int = 1,
-                  first_frame: int = 0) -> list[dict]:
-    """`tracks` of the report: id, output frame indices, boxes in output pixels
-    ([x0, y0, x1, y1] per frame, scaled by `upscale`), code flip rate and flicker."""
+                  first_frame: int = 0, regions: dict[int, list] | None = None) -> list[dict]:
+    """`tracks` of the report: id, output frame indices, face boxes in output pixels
+    ([x0, y0, x1, y1] per frame, scaled by `upscale`), the regions the pastes may have
+    changed (`paste_regions`, ints, x1/y1 exclusive; outside them every pixel is the
+    source's), code flip rate and flicker."""
     out = []
     for t in sorted(analysis.tracks, key=lambda t: t.track_id):
         m = metrics.get(t.track_id)
@@ -25,6 +27,7 @@ def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upsc
             "id": int(t.track_id),
             "frames": [int(f) - first_frame for f in t.frames],
             "boxes": np.round(t.boxes.astype(np.float64) * upscale, 2).tolist(),
+            "paste_regions": (regions or {}).get(t.track_id, []),
             "detected_frames": int(t.detected.sum()),
             "code_flip_rate": json_number(m.code_flip_rate) if m else None,
             "flicker": json_number(m.flicker) if m else None,

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from videofix.faces import estimate_alignment, paste_face, warp_face
+from videofix.faces import estimate_alignment, paste_affine, paste_face, warp_face
+from videofix.faces.masks import region_for_paste
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.metrics import TrackMetrics
@@ -70,6 +71,7 @@ class FinishedFrame:
     frame: DecodedFrame
     picture: Picture
     faces: list[tuple[int, np.ndarray]]  # (track id, affine frame -> crop), for reports
+    regions: dict[int, tuple[int, int, int, int]]  # track id -> output region the paste may touch
 
 
 class FaceRestorationPass:
@@ -155,8 +157,16 @@ class FaceRestorationPass:
                     parse = self.parser.mask(r.image) if self.parser is not None else None
                     paste_face(p.output, r.image, p.affines[track_id], upscale=self.upscale, parse_mask=parse)
             if p.emit:
-                done.append(FinishedFrame(p.frame, p.output, [(t, p.affines[t]) for t in sorted(p.affines)]))
+                done.append(FinishedFrame(p.frame, p.output, [(t, p.affines[t]) for t in sorted(p.affines)],
+                                          {t: self.paste_region(p.output, p.affines[t]) for t in sorted(p.affines)}))
         return done
+
+    def paste_region(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the output picture that pasting a face with `affine` may
+        change (x1/y1 exclusive; empty when the face misses the frame). Every sample outside
+        it stays as decoded."""
+        box = region_for_paste(paste_affine(affine, self.upscale), self.size, (output.height, output.width))
+        return (0, 0, 0, 0) if box is None else tuple(int(v) for v in output.align_box(box))
 
     def run(self, frames: Iterable[DecodedFrame]) -> Iterator[FinishedFrame]:
         """Feed all `frames` and yield finished frames in order."""

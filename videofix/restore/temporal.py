@@ -27,6 +27,7 @@ invariance; on CPU it is exact).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Hashable, Iterable, Sequence
 from contextlib import nullcontext
@@ -137,8 +138,9 @@ class TemporalRestorer:
             features; VQFR: its fidelity ratio).
         batch_size: faces per encode and per decode call (across tracks).
         device: where the network runs; crops are moved there.
-        dtype: torch.float32 (exact), or torch.bfloat16 / torch.float16 to run under autocast
-            (logits and smoothing stay float32).
+        dtype: torch.float32 (exact), or torch.bfloat16 / torch.float16 to run a float32 model
+            under autocast (logits, evidence and statistics stay float32). A model already cast
+            to a half dtype runs in that dtype whatever this says.
         sigma, confidence, temperature: code smoothing, see
             :class:`~videofix.restore.smoothing.SmoothingConfig`.
         smooth_stats: average the per-channel mean/std of these state tensors over the window
@@ -149,6 +151,8 @@ class TemporalRestorer:
             ``"all_enc"`` for every state key starting with ``enc_``. Default: none.
         feature_radius: window of ``smooth_features`` (default: ``radius``); at most ``radius``.
         keep_output: also return the raw float network output of each face.
+        profile: accumulate wall time per stage in ``self.timings`` (seconds: ``encode``,
+            ``smooth``, ``decode``); synchronises CUDA around each stage, so off for speed.
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class TemporalRestorer:
         smooth_features: Sequence[str] | str = (),
         feature_radius: int | None = None,
         keep_output: bool = False,
+        profile: bool = False,
     ) -> None:
         if not isinstance(model, CodeRestorer):
             raise TypeError(f"model must implement CodeRestorer (encode/decode), got {type(model).__name__}")
@@ -203,6 +208,8 @@ class TemporalRestorer:
         self._tracks: dict[Hashable, _Track] = {}
         self._pending: list[_Slot] = []  # pushed, not yet encoded (push order)
         self._seq = 0
+        self.profile = bool(profile)
+        self.timings = {"encode": 0.0, "smooth": 0.0, "decode": 0.0}
         self.counters = {"encoded": 0, "decoded": 0, "encode_calls": 0, "decode_calls": 0, "max_held_states": 0}
 
     # ------------------------------------------------------------------ public API
@@ -297,21 +304,33 @@ class TemporalRestorer:
             )
         return np.ascontiguousarray(arr)
 
+    def _clock(self) -> float:
+        if not self.profile:
+            return 0.0
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     def _autocast(self):
-        # a model already cast to the dtype runs as is; a float32 model runs under autocast
-        if self.dtype == self._input_dtype:
+        # A model already cast to a dtype (load_restorer(dtype=...)) runs as it is; a float32
+        # model asked for fp16/bf16 runs under autocast (weights stay float32).
+        if self.dtype == torch.float32 or self.dtype == self._input_dtype:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def _encode_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+            t0 = self._clock()
             x = crops_to_tensor([s.crop for s in batch], device=self.device, dtype=self._input_dtype)
             with torch.inference_mode(), self._autocast():
                 enc = self.model.encode(x)
+            t1 = self._clock()
+            self.timings["encode"] += t1 - t0
             self.counters["encode_calls"] += 1
             for i, slot in enumerate(batch):
                 self._store_encoded(slot, enc.select(i))
+            self.timings["smooth"] += self._clock() - t1  # evidence and statistics
         held = sum(1 for t in self._tracks.values() for s in t.slots if s.encoded is not None)
         self.counters["max_held_states"] = max(self.counters["max_held_states"], held)
 
@@ -411,6 +430,7 @@ class TemporalRestorer:
             if not ready or (len(ready) < self.batch_size and not force):
                 break
             batch = ready[: self.batch_size]
+            t0 = self._clock()
             codes, states = [], []
             for track, pos in batch:
                 c, st = self._codes_and_state(track, pos)
@@ -418,10 +438,13 @@ class TemporalRestorer:
                 states.append(st)
             code_batch = torch.stack(codes).to(self.device)
             state_batch = {k: torch.cat([st[k] for st in states]) for k in states[0]}
+            t1 = self._clock()
             with torch.inference_mode(), self._autocast():
                 out = self.model.decode(code_batch, state_batch, self.fidelity)
             out = out.float()
             images = tensor_to_crops(out)
+            self.timings["smooth"] += t1 - t0
+            self.timings["decode"] += self._clock() - t1
             self.counters["decode_calls"] += 1
             for i, (track, pos) in enumerate(batch):
                 slot = track.slots[pos]
@@ -542,7 +565,8 @@ def encode_logits(
     params = getattr(model, "parameters", None)
     first = next(iter(params()), None) if callable(params) else None
     in_dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
-    ctx = nullcontext() if dtype == in_dtype else torch.autocast(device_type=dev.type, dtype=dtype)
+    plain = dtype == torch.float32 or dtype == in_dtype
+    ctx = nullcontext() if plain else torch.autocast(device_type=dev.type, dtype=dtype)
     chunks: list[Tensor] = []
     batch: list[np.ndarray] = []
 

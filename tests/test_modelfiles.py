@@ -1,0 +1,256 @@
+"""Model-file registry: look-up order, offline message, download, safe loading, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from videofix import modelfiles
+from videofix.errors import ModelFileError
+from videofix.models import build_restorer
+from videofix.models.synthetic import formula_codeformer, small_codeformer_config
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Every test starts offline, with an empty private cache and no models / ComfyUI folder."""
+    monkeypatch.setenv("VIDEOFIX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIDEOFIX_OFFLINE", "1")
+    monkeypatch.delenv("VIDEOFIX_MODELS", raising=False)
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+
+
+def put(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_sd() -> dict[str, torch.Tensor]:
+    return formula_codeformer(small_codeformer_config()).state_dict()
+
+
+# ------------------------------------------------------------------------ registry
+
+
+def test_registry_lists_every_file_we_use():
+    expected = {
+        "codeformer": "codeformer.pth",
+        "vqfr": "VQFR_v2.pth",
+        "retinaface_resnet50": "detection_Resnet50_Final.pth",
+        "retinaface_mobile0.25": "detection_mobilenet0.25_Final.pth",
+        "parsenet": "parsing_parsenet.pth",
+        "bisenet": "parsing_bisenet.pth",
+        "realesrgan_x2plus": "RealESRGAN_x2plus.pth",
+        "buffalo_l": "buffalo_l.zip",
+    }
+    assert {n: e.filename for n, e in modelfiles.REGISTRY.items()} == expected
+    for entry in modelfiles.REGISTRY.values():
+        assert entry.urls and all(u.startswith("https://github.com/") and u.endswith("/" + entry.filename) for u in entry.urls)
+        assert entry.kind in {"restorer", "detector", "parsing", "upscaler", "landmarks"}
+        assert entry.licence and entry.description and entry.comfy_folder
+    assert modelfiles.REGISTRY["codeformer"].urls[0] == (
+        "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth"
+    )
+    assert modelfiles.REGISTRY["codeformer"].comfy_folder == "facerestore_models"
+    assert modelfiles.REGISTRY["retinaface_resnet50"].comfy_folder == "facedetection"
+
+
+# ----------------------------------------------------------------------- look-up
+
+
+def test_lookup_order(tmp_path, monkeypatch):
+    explicit = put(tmp_path / "mine" / "cf.pth")
+    models_dir = tmp_path / "models"
+    in_models = put(models_dir / "codeformer.pth")
+    comfy = tmp_path / "ComfyUI"
+    in_comfy = put(comfy / "models" / "facerestore_models" / "codeformer.pth")
+    in_cache = put(tmp_path / "cache" / "codeformer.pth")
+
+    def resolve(**kw):
+        return modelfiles.resolve("codeformer", models_dir=models_dir, comfy_root=comfy, **kw)
+
+    assert resolve(path=explicit) == explicit
+    assert resolve() == in_models
+    in_models.unlink()
+    assert resolve() == in_comfy
+    in_comfy.unlink()
+    assert resolve() == in_cache
+    # the environment stands in for the arguments
+    monkeypatch.setenv("VIDEOFIX_MODELS", str(models_dir))
+    monkeypatch.setenv("COMFYUI_PATH", str(comfy))
+    put(in_comfy)
+    assert modelfiles.resolve("codeformer") == in_comfy
+    put(in_models)
+    assert modelfiles.resolve("codeformer") == in_models
+    # an explicit models dir wins over $VIDEOFIX_MODELS, and ComfyUI-style sub-folders count
+    other = put(tmp_path / "other" / "facerestore_models" / "codeformer.pth")
+    assert modelfiles.resolve("codeformer", models_dir=tmp_path / "other") == other
+
+
+def test_detector_files_are_found_in_comfyui_facedetection(tmp_path):
+    found = put(tmp_path / "ComfyUI" / "models" / "facedetection" / "detection_Resnet50_Final.pth")
+    assert modelfiles.resolve("retinaface_resnet50", comfy_root=tmp_path / "ComfyUI") == found
+
+
+def test_explicit_path_must_exist(tmp_path):
+    with pytest.raises(ModelFileError, match="no such file"):
+        modelfiles.resolve("codeformer", path=tmp_path / "missing.pth")
+
+
+def test_offline_missing_file_message(tmp_path):
+    with pytest.raises(ModelFileError) as info:
+        modelfiles.resolve("codeformer", models_dir=tmp_path / "models")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "codeformer.pth" in message
+    assert "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth" in message
+    assert str(tmp_path / "cache") in message  # where to put it
+    assert "VIDEOFIX_OFFLINE" in message
+
+
+def test_unknown_model_name_is_a_usage_error():
+    from videofix.errors import UsageError
+
+    with pytest.raises(UsageError, match="known: codeformer"):
+        modelfiles.resolve("gfpgan")
+
+
+# ---------------------------------------------------------------------- download
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server over tmp_path/www (no network leaves the machine)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_records_hash_and_checks_it(server, tmp_path, monkeypatch, capsys):
+    root, base = server
+    payload = bytes(range(256)) * 4096
+    put(root / "codeformer.pth", payload)
+    entry = dataclasses.replace(modelfiles.REGISTRY["codeformer"], urls=(f"{base}/missing/codeformer.pth", f"{base}/codeformer.pth"))
+    monkeypatch.setitem(modelfiles.REGISTRY, "codeformer", entry)
+    monkeypatch.setenv("VIDEOFIX_OFFLINE", "0")
+
+    path = modelfiles.resolve("codeformer")
+    assert path == tmp_path / "cache" / "codeformer.pth" and path.read_bytes() == payload
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".part")] == []  # atomic: no leftovers
+    assert "downloading codeformer.pth" in capsys.readouterr().err
+    hashes = json.loads((tmp_path / "cache" / "hashes.json").read_text())
+    import hashlib
+
+    assert hashes["codeformer.pth"]["sha256"] == hashlib.sha256(payload).hexdigest()
+
+    assert modelfiles.resolve("codeformer") == path  # cached and verified: no second download
+    path.write_bytes(payload[:-1] + b"\0")  # same size, different content
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        modelfiles.resolve("codeformer")
+
+
+def test_download_size_mismatch_leaves_nothing(server, tmp_path, monkeypatch):
+    root, base = server
+    put(root / "codeformer.pth", b"0123456789")
+    entry = dataclasses.replace(modelfiles.REGISTRY["codeformer"], urls=(f"{base}/codeformer.pth",), size=11)
+    monkeypatch.setitem(modelfiles.REGISTRY, "codeformer", entry)
+    monkeypatch.setenv("VIDEOFIX_OFFLINE", "0")
+    with pytest.raises(ModelFileError, match="expected 11"):
+        modelfiles.resolve("codeformer", quiet=True)
+    assert not list((tmp_path / "cache").glob("*codeformer.pth*"))
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def test_load_state_dict_unwraps_official_wrappers(tmp_path):
+    sd = {"a.weight": torch.ones(2, 3), "a.bias": torch.zeros(2)}
+    for wrapper in ("params_ema", "params"):
+        path = tmp_path / f"{wrapper}.pth"
+        torch.save({wrapper: sd, "iter": 5}, path)
+        loaded = modelfiles.load_state_dict(path)
+        assert set(loaded) == set(sd) and torch.equal(loaded["a.weight"], sd["a.weight"])
+    torch.save({"params": {"x": torch.zeros(1)}, "params_ema": sd}, tmp_path / "both.pth")
+    assert set(modelfiles.load_state_dict(tmp_path / "both.pth")) == set(sd)  # EMA preferred
+    torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "dp.pth")
+    assert set(modelfiles.load_state_dict(tmp_path / "dp.pth")) == set(sd)
+
+
+def test_truncated_checkpoint_is_one_clear_error(tmp_path, small_sd):
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": small_sd}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError) as info:
+        modelfiles.load_state_dict(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "truncated" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [(b"", "empty file"), (b"<html>404 Not Found</html>", "not a PyTorch checkpoint")],
+)
+def test_non_checkpoints_are_clear_errors(tmp_path, content, expected):
+    path = put(tmp_path / "codeformer.pth", content)
+    with pytest.raises(ModelFileError, match=expected):
+        modelfiles.load_state_dict(path)
+
+
+class NotATensor:
+    pass
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"params_ema": {"w": torch.zeros(1)}, "payload": NotATensor()}, path)
+    with pytest.raises(ModelFileError, match="other than tensors"):
+        modelfiles.load_state_dict(path)
+
+
+def test_wrong_key_names_the_keys(small_sd):
+    sd = dict(small_sd)
+    sd["ft_layers.1.linear1.gain"] = sd.pop("ft_layers.1.linear1.weight")
+    with pytest.raises(ModelFileError) as info:
+        build_restorer("codeformer", sd, source="weights/codeformer.pth")
+    message = str(info.value)
+    assert message.startswith("weights/codeformer.pth: not a CodeFormer checkpoint")
+    assert "1 missing keys (ft_layers.1.linear1.weight)" in message
+    assert "1 unexpected keys (ft_layers.1.linear1.gain)" in message
+
+
+def test_broken_structure_is_explained_against_the_official_layout(small_sd):
+    sd = dict(small_sd)
+    sd["encoder.blocks.1.norm1.gain"] = sd.pop("encoder.blocks.1.norm1.weight")
+    with pytest.raises(ModelFileError, match="not a CodeFormer checkpoint: .*missing keys"):
+        build_restorer("codeformer", sd)
+
+
+def test_shape_mismatch_is_named(small_sd):
+    sd = dict(small_sd)
+    sd["generator.blocks.0.bias"] = torch.zeros(7)
+    with pytest.raises(ModelFileError, match=r"shape mismatches \(generator\.blocks\.0\.bias is \(7,\), expected \(128,\)"):
+        build_restorer("codeformer", sd)
+
+
+def test_check_state_dict_lists_a_few():
+    expected = {f"k{i}": (2,) for i in range(10)}
+    with pytest.raises(ModelFileError) as info:
+        modelfiles.check_state_dict({}, expected, what="Net", source="f.pth")
+    assert str(info.value) == "f.pth: not a Net checkpoint: 10 missing keys (k0, k1, k2, ... (7 more))"

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| per-frame (restore_crops) | {n / t_pf:.3f} | {t_pf / n:.3f} |")
     print(f"| temporal R={args.radius} (profiled) | {n / t_tmp:.3f} | {t_tmp / n:.3f} |")
     print(f"temporal stages per face: encode {tm['encode'] / n * 1000:.1f} ms, smoothing {tm['smooth'] / n * 1000:.2f} ms, "
-          f"decode {tm['decode'] / n * 1000:.1f} ms -> smoothing = {100 * out['smoothing_over_decoder']:.2f}% of the decoder")
+          f"batch gather {tm['gather'] / n * 1000:.2f} ms, decode {tm['decode'] / n * 1000:.1f} ms -> smoothing = {100 * out['smoothing_over_decoder']:.2f}% of the decoder")
 
     if device.type == "cuda":
         rows = []

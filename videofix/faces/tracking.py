@@ -240,13 +240,14 @@ def landmark_jitter(landmarks: np.ndarray) -> float:
 
 
 def track_faces(detections_per_frame: Sequence[Sequence[Detection]], cuts: Iterable[int] = (), *,
-                max_gap: int = 5, sigma: float = 2.0, min_detections: int = 1, **tracker_options) -> list[FaceTrack]:
+                max_gap: int = 5, sigma: float = 2.0, min_detections: int = 2, **tracker_options) -> list[FaceTrack]:
     """Tracks for a whole file.
 
     detections_per_frame: list over frames (index = frame index) of that frame's detections.
     cuts: frame indices that start a new shot (e.g. from :class:`CutDetector`).
     max_gap: misses a track survives (filled by interpolation). sigma: landmark smoothing in
-    frames (0: off). min_detections: drop tracks detected in fewer frames (flash positives).
+    frames (0: off). min_detections: drop tracks detected in fewer frames (one-frame false
+    positives would flash a restored face; HOG makes some on noisy frames).
     Returns tracks sorted by (start frame, id).
     """
     cut_set = {int(c) for c in cuts}

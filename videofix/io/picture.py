@@ -337,13 +337,34 @@ class Picture:
         cr += np.float32(co)
         return y, cb, cr
 
-    def blend_rgb(self, rgb: np.ndarray, mask: np.ndarray, box) -> None:
+    def rgb_to_luma(self, rgb: np.ndarray) -> np.ndarray:
+        """Luma code values of **RGB** float (h, w, 3) in 0..1: float32 (h, w) on the scale of
+        this picture's luma plane (YUV/gray: its matrix and range; RGB formats: the BT.601
+        weighted sum times the maximum code). Used to measure and match luma statistics."""
+        kr, kg, kb = self._coeffs() if self._layout.kind in ("yuv", "gray") else (0.299, 0.587, 0.114)
+        y = (np.float32(kr) * rgb[..., 0] + np.float32(kg) * rgb[..., 1] + np.float32(kb) * rgb[..., 2]).astype(np.float32)
+        if self._layout.kind in ("yuv", "gray"):
+            yo, ys, _, _ = self._yuv_scale()
+            return y * np.float32(ys) + np.float32(yo)
+        return y * np.float32(self._layout.max_code)
+
+    def luma_code_scale(self) -> float:
+        """Luma code values per unit of RGB (0..1): 219 * 2**(bits-8) for TV-range YUV,
+        2**bits - 1 otherwise."""
+        if self._layout.kind in ("yuv", "gray"):
+            return float(self._yuv_scale()[1])
+        return float(self._layout.max_code)
+
+    def blend_rgb(self, rgb: np.ndarray, mask: np.ndarray, box, luma_only: bool = False) -> None:
         """Blend an RGB region into the planes, in place: out = (1 - mask) * old + mask * rgb.
 
         Args:
             rgb: float (h, w, 3) **RGB** in 0..1 (uint8 0..255 is accepted too).
             mask: float (h, w) in 0..1.
             box: (x0, y0, x1, y1) as returned by `align_box`; rgb and mask cover exactly it.
+            luma_only: blend only the luminance of `rgb` and keep the picture's own chroma.
+                YUV: only the Y plane is written, the chroma planes stay bit-identical. RGB
+                formats: each channel moves by the change of luma (R-Y, B-Y kept, up to clipping).
 
         Every sample whose weight is 0 (luma: mask == 0; chroma: the whole subsampling
         block has mask == 0) keeps its exact previous value.
@@ -360,6 +381,10 @@ class Picture:
             return
         if rgb.dtype == np.uint8:
             rgb = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+        if luma_only and self._layout.kind in ("rgb", "bgr", "gbr"):
+            old_rgb = self.to_rgb(box)
+            delta = self.rgb_to_luma(rgb) - self.rgb_to_luma(old_rgb)
+            rgb = np.clip(old_rgb + (delta / np.float32(self._layout.max_code))[..., None], 0.0, 1.0)
         m = np.clip(mask.astype(np.float32, copy=False), 0.0, 1.0)
         touched = m > 0
         if not touched.any():
@@ -394,7 +419,7 @@ class Picture:
             return
         yc, cbc, crc = self._rgb_to_codes(rgb)
         blend_plane(self.planes[0], yc, m, touched, (ry, rx))
-        if lay.kind == "gray":
+        if lay.kind == "gray" or luma_only:
             return
         sx, sy = lay.log2_chroma_w, lay.log2_chroma_h
         bx, by = 1 << sx, 1 << sy

@@ -152,7 +152,9 @@ class TemporalRestorer:
         feature_radius: window of ``smooth_features`` (default: ``radius``); at most ``radius``.
         keep_output: also return the raw float network output of each face.
         profile: accumulate wall time per stage in ``self.timings`` (seconds: ``encode``,
-            ``smooth``, ``decode``); synchronises CUDA around each stage, so off for speed.
+            ``smooth`` (evidence, pooling, statistics), ``gather`` (joining per-frame states
+            into a decode batch), ``decode`` (network + post-processing)); synchronises CUDA
+            around each stage, so off for speed.
     """
 
     def __init__(
@@ -209,7 +211,7 @@ class TemporalRestorer:
         self._pending: list[_Slot] = []  # pushed, not yet encoded (push order)
         self._seq = 0
         self.profile = bool(profile)
-        self.timings = {"encode": 0.0, "smooth": 0.0, "decode": 0.0}
+        self.timings = {"encode": 0.0, "smooth": 0.0, "gather": 0.0, "decode": 0.0}
         self.counters = {"encoded": 0, "decoded": 0, "encode_calls": 0, "decode_calls": 0, "max_held_states": 0}
 
     # ------------------------------------------------------------------ public API
@@ -436,14 +438,16 @@ class TemporalRestorer:
                 c, st = self._codes_and_state(track, pos)
                 codes.append(c)
                 states.append(st)
+            t_gather = self._clock()
             code_batch = torch.stack(codes).to(self.device)
             state_batch = {k: torch.cat([st[k] for st in states]) for k in states[0]}
             t1 = self._clock()
+            self.timings["gather"] += t1 - t_gather
             with torch.inference_mode(), self._autocast():
                 out = self.model.decode(code_batch, state_batch, self.fidelity)
             out = out.float()
             images = tensor_to_crops(out)
-            self.timings["smooth"] += t1 - t0
+            self.timings["smooth"] += t_gather - t0
             self.timings["decode"] += self._clock() - t1
             self.counters["decode_calls"] += 1
             for i, (track, pos) in enumerate(batch):

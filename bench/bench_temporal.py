@@ -21,7 +21,6 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 from videofix.models.synthetic import formula_codeformer, small_codeformer_config

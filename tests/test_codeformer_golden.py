@@ -179,7 +179,16 @@ def test_split_steps_agree_with_forward_full_size(encoded_a, forward_c):
     assert encoded_a.state["enc_256"].shape == (1, 128, 256, 256)
 
 
-def test_split_steps_equal_forward_exactly_small():
+@pytest.fixture
+def one_thread():
+    """The small network gains nothing from threads, and on a shared CPU they stall each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_split_steps_equal_forward_exactly_small(one_thread):
     model = formula_codeformer(small_codeformer_config())
     x = crops_to_tensor(np.random.default_rng(1).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8))
     with torch.inference_mode():

@@ -33,6 +33,15 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("VIDEOFIX_DEBUG", raising=False)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The small network gains nothing from threads, and on a shared CPU they stall each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def small_model():
     return formula_codeformer(small_codeformer_config())

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from videofix.metrics import code_flip_rate
 from videofix.models.base import CodeRestorer, Encoded
 from videofix.restore.crops import restore_crops
 from videofix.restore.smoothing import SmoothingConfig, smooth_codes
@@ -205,15 +206,38 @@ def _still_face(size: int, frames: int, noise: float, seed: int) -> np.ndarray:
     return np.clip(np.round(clip), 0, 255).astype(np.uint8)
 
 
+def test_small_codeformer_flip_rate_falls_with_radius_and_stops_at_the_cut(small_codeformer):
+    # Issue 5's acceptance check on a generated clip of a still real face with fresh noise in
+    # every frame, then a cut to a second shot (the face mirrored). The full-size network costs
+    # ~2.5-16 s per encode on the shared 2-core CPU, so the suite uses the small formula
+    # CodeFormer (0.35 s per encode); bench/temporal_table.py gives the full-size table.
+    shot_a = _still_face(128, 8, noise=10.0, seed=11)
+    shot_b = _still_face(128, 6, noise=10.0, seed=12)[:, :, ::-1]
+    clip = np.ascontiguousarray(np.concatenate([shot_a, shot_b]))
+    cuts = [False] * 14
+    cuts[8] = True
+    logits = encode_logits(small_codeformer, clip, batch_size=7)  # logits do not depend on R
+    flips = {}
+    for r in (0, 2, 4, 8):
+        codes = smooth_codes(logits, SmoothingConfig(radius=r), cut_before=cuts)
+        alone = torch.cat([smooth_codes(logits[:8], SmoothingConfig(radius=r)),
+                           smooth_codes(logits[8:], SmoothingConfig(radius=r))])
+        assert torch.equal(codes, alone), f"R={r}: a window crossed the cut"
+        flips[r] = code_flip_rate(codes.numpy(), cuts)
+    assert flips[0] > 0.2, flips  # per-frame codes do flip on this clip
+    assert flips[4] < 0.5 * flips[0], flips
+    assert flips[8] <= flips[2], flips
+
+
 def test_small_codeformer_batch_and_chunk_invariance(small_codeformer):
     # The engine itself is exactly batch invariant (see the ScriptedRestorer tests above); the
     # CPU network is not bit for bit (its transformer differs by ~4e-6 between batch 1 and 4),
     # so here the codes must be equal and the raw outputs equal to float noise.
-    clip = _still_face(128, 5, noise=10.0, seed=6)
-    cuts = [False, False, False, True, False]
+    clip = _still_face(128, 4, noise=10.0, seed=6)
+    cuts = [False, False, True, False]
     kw = dict(radius=2, fidelity=0.5, cut_before=cuts, keep_output=True)
     one = restore_sequence(small_codeformer, clip, batch_size=1, **kw)
-    four = restore_sequence(small_codeformer, clip, batch_size=4, **kw)
+    four = restore_sequence(small_codeformer, clip, batch_size=3, **kw)
     assert np.array_equal(one.codes, four.codes)
     assert (one.outputs - four.outputs).abs().max() < 1e-4
     assert np.abs(one.images.astype(int) - four.images).max() <= 1
@@ -232,3 +256,18 @@ def test_vqfr_runs_through_the_same_engine():
     assert np.array_equal(res0.images, restore_crops(model, clip, fidelity=0.5))
     res2 = restore_sequence(model, clip, radius=2, fidelity=0.5, batch_size=2)
     assert res2.images.shape == (4, 32, 32, 3) and res2.codes.shape == (4, model.num_tokens)
+
+
+def test_statistics_and_feature_smoothing_cut_flicker_and_stay_batch_invariant():
+    from videofix.metrics import temporal_flicker
+
+    model = ScriptedRestorer()
+    clip = _noisy_clip(12, 16, seed=9, noise=25.0)
+    plain = restore_sequence(model, clip, radius=3, smooth_stats=(), batch_size=4)
+    stats = restore_sequence(model, clip, radius=3, batch_size=4)
+    feats = restore_sequence(model, clip, radius=3, smooth_features=["lq_feat"], batch_size=4)
+    feats_b1 = restore_sequence(model, clip, radius=3, smooth_features=["lq_feat"], batch_size=1)
+    assert np.array_equal(feats.images, feats_b1.images)
+    f_plain, f_stats, f_feats = (temporal_flicker(r.images, clip) for r in (plain, stats, feats))
+    assert f_stats < f_plain
+    assert f_feats < f_stats

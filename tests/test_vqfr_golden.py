@@ -58,22 +58,9 @@ def _official_key_shapes() -> list[tuple[str, list[int]]]:
 
 
 def vqfr_formula_state_dict(model_or_key_shapes) -> dict[str, torch.Tensor]:
-    """The golden formula (README section 2) for a VQFR key set.
-
-    The VQFR codebook (``quantizer.embedding.weight``) is unscaled, like CodeFormer's
-    ``quantize.embedding.weight``. Until the shared generator knows the VQFR name it scales
-    it by 1/sqrt(fan_in) = 1/16 for the official shape; 1/16 is a power of two, so
-    multiplying the float32 result back by 16 restores the unscaled float32 values exactly
-    (the checksum test below proves it).
-    """
-    sd = formula_state_dict(model_or_key_shapes)
-    cb = sd.get(CODEBOOK)
-    if cb is not None and cb.abs().max() < 0.5:  # unscaled sin values reach ~1
-        fan_in = cb.shape[1]
-        factor = float(np.sqrt(fan_in))
-        assert factor == 2 ** round(np.log2(factor)), "codebook rescale only exact for power-of-two sqrt(fan_in)"
-        sd[CODEBOOK] = cb * factor
-    return sd
+    """The golden formula (README section 2) for a VQFR key set (the codebook
+    ``quantizer.embedding.weight`` unscaled, as the shared generator knows)."""
+    return formula_state_dict(model_or_key_shapes)
 
 
 def _input(name: str) -> torch.Tensor:
@@ -114,7 +101,6 @@ def official_sd() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def model(official_sd) -> VQFRv2:
-    torch.manual_seed(0)
     return VQFRv2.from_state_dict(official_sd)
 
 
@@ -374,19 +360,19 @@ def test_deformable_conv_reduces_to_conv_and_shifts():
     x = torch.randn(1, 32, 12, 12)
     cond = torch.randn(1, 32, 12, 12)
     with torch.no_grad():
-        nn_w, nn_b = dcn.conv_offset.weight, dcn.conv_offset.bias
-        nn_w.zero_()
-        nn_b.zero_()
-        nn_b[72:] = 40.0  # mask = sigmoid(40) = 1 in float32
+        off_w, off_b = dcn.conv_offset.weight, dcn.conv_offset.bias
+        off_w.zero_()
+        off_b.zero_()
+        off_b[72:] = 40.0  # mask = sigmoid(40) = 1 in float32
         plain = F.conv2d(x, dcn.weight, dcn.bias, padding=1)
         torch.testing.assert_close(dcn(x, cond), plain, rtol=1e-5, atol=1e-5)
         # Offsets are (dy, dx) pairs per tap: dy = +1 everywhere samples one row lower, so
         # output row y is the plain conv centred on row y + 1 (zeros below the last row).
-        nn_b[0:72:2] = 1.0
+        off_b[0:72:2] = 1.0
         shifted = F.conv2d(F.pad(x, (1, 1, 1, 2)), dcn.weight, dcn.bias)[:, :, 1:]
         torch.testing.assert_close(dcn(x, cond), shifted, rtol=1e-5, atol=1e-5)
         # Mask logits of 0 halve every tap's contribution.
-        nn_b[0:72] = 0.0
-        nn_b[72:] = 0.0
+        off_b[0:72] = 0.0
+        off_b[72:] = 0.0
         half = F.conv2d(x, dcn.weight * 0.5, dcn.bias, padding=1)
         torch.testing.assert_close(dcn(x, cond), half, rtol=1e-5, atol=1e-5)

@@ -45,6 +45,22 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--pix-fmt", default=None, help="output pixel format (default: the source's)")
     e.add_argument("--range", default=None, metavar="START:END", help="restore only this part (seconds or HH:MM:SS.mmm)")
     e.add_argument("--upscale", type=int, default=d.upscale, metavar="N", help="upscale the whole frame N times (default 1)")
+    f = parser.add_argument_group("old films")
+    f.add_argument("--color", default=d.color, choices=("auto", "color", "luma"),
+                   help="auto: shots found black-and-white, sepia or tinted get luma-only faces (the source's "
+                        "chroma kept); luma: always; color: never (default auto)")
+    f.add_argument("--grain", default=d.grain, choices=("auto", "off"),
+                   help="auto: add grain to restored faces to match the grain around them; off: clean faces")
+    f.add_argument("--grain-seed", type=int, default=d.grain_seed, metavar="N",
+                   help=f"seed of the added grain (same seed, same output; default {d.grain_seed})")
+    f.add_argument("--deinterlace", default=d.deinterlace, choices=("auto", "on", "off"),
+                   help="auto: deinterlace (bwdif) when the picture shows combing; on: always; off: never")
+    f.add_argument("--upscaler", default=d.upscaler, choices=("auto", "realesrgan", "lanczos", "bilinear"),
+                   help="background upscaler for --upscale N: auto = Real-ESRGAN x2plus when its file is "
+                        "present, else Lanczos (default auto)")
+    f.add_argument("--dedup", dest="dedup", action="store_true", default=d.dedup,
+                   help="restore repeated frames once and repeat the result (default)")
+    f.add_argument("--no-dedup", dest="dedup", action="store_false", help="restore every frame on its own")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -55,6 +71,8 @@ def settings_from_args(args: argparse.Namespace):
         fidelity=args.fidelity, temporal_radius=args.temporal_radius, device=args.device,
         batch_size=args.batch_size, dtype=args.dtype, codec=args.codec, crf=args.crf, preset=args.preset,
         pix_fmt=args.pix_fmt, range=args.range, upscale=args.upscale, parsing=args.parsing,
+        color=args.color, grain=args.grain, grain_seed=args.grain_seed, deinterlace=args.deinterlace,
+        upscaler=args.upscaler, dedup=args.dedup,
     )
 
 

@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 # A block's mean absolute luma difference (8-bit levels, on a 96-px-wide thumbnail) above
-# which two frames differ. Compression noise of a repeated frame stays well under 1 level;
-# a talking mouth or a blink moves its 8x8 block by several levels.
-DUPLICATE_THRESHOLD = 1.0
+# which two frames differ. A repeated frame re-encoded by x264 (crf 20) differs by up to
+# ~1.2; a new film frame (grain, motion) by 10 and more; a talking mouth or a blink moves
+# its 8x8 block by several levels.
+DUPLICATE_THRESHOLD = 2.0
 THUMB_WIDTH = 96
 _BLOCK = 8
 
@@ -101,4 +102,29 @@ def repeat_map(runs: list[list[int]], track_sets: dict[int, frozenset]) -> dict[
                 out[f] = first
             else:
                 break
+    return out
+
+
+def copy_region(picture, box: tuple[int, int, int, int]) -> list[np.ndarray]:
+    """Copies of every plane's samples under `box` (an aligned box, luma pixels, x1/y1
+    exclusive; chroma planes at their subsampled size). See `put_region`."""
+    return [plane[sl].copy() for plane, sl in zip(picture.planes, _plane_slices(picture, box))]
+
+
+def put_region(picture, box: tuple[int, int, int, int], samples: list[np.ndarray]) -> None:
+    """Write samples taken by `copy_region` (same box, same-format picture) back, in place."""
+    for plane, sl, data in zip(picture.planes, _plane_slices(picture, box), samples):
+        plane[sl] = data
+
+
+def _plane_slices(picture, box) -> list[tuple[slice, slice]]:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    lay = picture.layout
+    out = []
+    for i in range(len(picture.planes)):
+        if lay.kind == "yuv" and i > 0:
+            sx, sy = lay.log2_chroma_w, lay.log2_chroma_h
+            out.append((slice(y0 >> sy, -(-y1 >> sy)), slice(x0 >> sx, -(-x1 >> sx))))
+        else:
+            out.append((slice(y0, y1), slice(x0, x1)))
     return out

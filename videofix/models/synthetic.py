@@ -32,6 +32,8 @@ from torch import nn
 KeyShapes = Iterable[tuple[str, Any]]
 
 _PHASE_STEP = 0.61803398875
+# codebooks the formula leaves unscaled: CodeFormer's and VQFR's (both golden READMEs, section 2)
+UNSCALED_CODEBOOKS = frozenset({"quantize.embedding.weight", "quantizer.embedding.weight"})
 _M_MODULUS = 1000003
 
 
@@ -54,7 +56,7 @@ def formula_values(key: str, shape: tuple[int, ...], phases: np.ndarray | None =
         phases = _phases(n)
     s = float((zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF) % 1000)
     base = np.sin(phases[:n] + s)
-    if key == "quantize.embedding.weight":
+    if key in UNSCALED_CODEBOOKS:
         values = base
     elif key == "position_emb":
         values = base * 0.02

@@ -147,11 +147,14 @@ class FrameDetections:
 
 
 def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHORT_SIDE,
-                  progress: Callable[[int], None] | None = None) -> Iterable[FrameDetections]:
+                  progress: Callable[[int], None] | None = None,
+                  observer: Callable[[int, np.ndarray, list[Detection], bool], None] | None = None,
+                  ) -> Iterable[FrameDetections]:
     """Run detection and cut detection over decoded frames (`DecodedFrame`s, in order).
 
     Yields one `FrameDetections` per frame; detections are in full-frame pixel coordinates.
-    Embeddings (scrfd) are kept for tracking only.
+    Embeddings (scrfd) are kept for tracking only. observer: called per frame with (index,
+    the detection image (uint8 RGB), detections, cut), e.g. `videofix.film.plan.FilmSurvey`.
     """
     cuts = CutDetector()
     for i, frame in enumerate(frames):
@@ -160,6 +163,8 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
         dets = detector.detect(small)
         if scale != 1.0:
             dets = [d.scaled(scale, scale) for d in dets]
+        if observer is not None:
+            observer(i, small, dets, cut)
         if progress is not None:
             progress(1)
         yield FrameDetections(i, dets, cut)
@@ -197,8 +202,10 @@ def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str,
 
 def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], sigma: float = 2.0,
                    max_gap: int = 5, min_detections: int = 2, short_side: int = DETECTION_SHORT_SIDE,
-                   progress: Callable[[int], None] | None = None) -> FaceAnalysis:
-    """Pass 1 over decoded frames: detect, find cuts, link tracks, smooth landmarks."""
-    return link_detections(detect_frames(frames, detector, short_side=short_side, progress=progress),
+                   progress: Callable[[int], None] | None = None, observer=None) -> FaceAnalysis:
+    """Pass 1 over decoded frames: detect, find cuts, link tracks, smooth landmarks
+    (`observer`: see `detect_frames`)."""
+    return link_detections(detect_frames(frames, detector, short_side=short_side, progress=progress,
+                                         observer=observer),
                            detector_name=detector.name, frame_size=frame_size, sigma=sigma,
                            max_gap=max_gap, min_detections=min_detections)

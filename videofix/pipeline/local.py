@@ -51,6 +51,13 @@ class RestoreSettings:
     max_gap: int = 5
     parsing: bool = True
     download: bool = True
+    # old films (videofix.film): colour mode, grain, deinterlacing, background upscaler, repeats
+    color: str = "auto"
+    grain: str = "auto"
+    grain_seed: int = 0
+    deinterlace: str = "auto"
+    upscaler: str = "auto"
+    dedup: bool = True
 
     def validate(self) -> None:
         if not 0.0 <= self.fidelity <= 1.0:
@@ -63,6 +70,11 @@ class RestoreSettings:
             raise UsageError(f"--upscale must be an integer from 1 to 8, got {self.upscale}")
         if self.range is not None:
             parse_range(self.range)
+        for name, value, allowed in (("color", self.color, ("auto", "color", "luma")), ("grain", self.grain, ("auto", "off")),
+                                     ("deinterlace", self.deinterlace, ("auto", "on", "off")),
+                                     ("upscaler", self.upscaler, ("auto", "realesrgan", "lanczos", "bilinear"))):
+            if value not in allowed:
+                raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,25 +107,37 @@ def load_stages(settings: RestoreSettings, *, need_detector: bool = True, quiet:
 
 
 def make_engine(stages: LoadedStages, settings: RestoreSettings):
+    """The temporal engine; the network only ever sees batches of exactly `batch_size` faces
+    (`FixedBatchRestorer`), so a face's output does not depend on its batch neighbours and the
+    Ray runner's segments give the same frames as one piece."""
+    from videofix.restore.batching import FixedBatchRestorer
     from videofix.restore.temporal import TemporalRestorer
 
-    return TemporalRestorer(stages.model, radius=settings.temporal_radius, fidelity=settings.fidelity,
+    model = stages.model
+    if not getattr(model, "fixed_batch", False):
+        model = FixedBatchRestorer(model, settings.batch_size)
+    return TemporalRestorer(model, radius=settings.temporal_radius, fidelity=settings.fidelity,
                             batch_size=settings.batch_size, device=stages.device)
 
 
 def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time_range: TimeRange | None = None,
-                  quiet: bool = True, timer: StageTimer | None = None) -> FaceAnalysis:
-    """Pass 1 over a file (or its range): detections linked into smoothed tracks."""
+                  quiet: bool = True, timer: StageTimer | None = None, film=None) -> FaceAnalysis:
+    """Pass 1 over a file (or its range): detections linked into smoothed tracks.
+    film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None."""
     timer = timer or StageTimer()
     with open_video(path, time_range) as reader:
         info = reader.info
         total = info.frame_count or None
+        survey = film.survey() if film is not None else None
+        frames = film.frames(reader, survey) if film is not None else reader
         with Progress(total, "detect ", quiet) as bar:
             t0 = time.perf_counter()
-            analysis = analyze_frames(prefetch(reader, 8, timer, "decode_pass1"), detector,
+            analysis = analyze_frames(prefetch(frames, 8, timer, "decode_pass1"), detector,
                                       frame_size=(info.width, info.height), sigma=settings.landmark_sigma,
-                                      max_gap=settings.max_gap, progress=bar.update)
+                                      max_gap=settings.max_gap, progress=bar.update, observer=survey)
             timer.add("detect_and_track", time.perf_counter() - t0 - timer.seconds.get("decode_pass1", 0.0))
+    if film is not None:
+        film.finalize(analysis, survey)
     return analysis
 
 
@@ -135,10 +159,17 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
     if not quiet:
         log.info("detector: %s, restorer: %s on %s", stages.detector.name, settings.model, stages.device)
 
-    analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet, timer=timer)
+    from videofix.film.plan import FilmPlan
+
+    with timer("film_plan"):
+        film = FilmPlan.create(input_path, settings, device=stages.device)
+    analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet, timer=timer,
+                             film=film)
     engine = make_engine(stages, settings)
-    restorer = FaceRestorationPass(analysis, engine, upscale=settings.upscale, parser=stages.parser)
-    preview = PreviewCollector(choose_preview_frames(analysis), analysis) if preview_path else None
+    preview_frames = choose_preview_frames(analysis) if preview_path else []
+    film_options = film.pass_options(analysis, keep_clean=preview_frames)
+    restorer = FaceRestorationPass(analysis, engine, upscale=settings.upscale, parser=stages.parser, **film_options)
+    preview = PreviewCollector(preview_frames, analysis) if preview_path else None
 
     out_info = info
     if settings.upscale != 1:
@@ -158,7 +189,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
         try:
             with Progress(analysis.frame_count, "restore", quiet) as bar:
-                for frame in prefetch(reader, 8, timer, "decode"):
+                for frame in prefetch(film.frames(reader), 8, timer, "decode"):
                     frames_read += 1
                     if preview is not None:
                         preview.add_before(frame.index, frame.picture)
@@ -204,8 +235,14 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         "max_frames_held": restorer.max_pending,
         "notes": notes,
         "tracks": track_entries(analysis, restorer.metrics, settings.upscale, regions=regions),
+        "deinterlaced": film.interlace.deinterlace,
+        "film": film.report(analysis, film_options["paster"], frames=frames_written,
+                            faces_reused=restorer.faces_reused),
     }
+    if film.interlace.deinterlace:
+        notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
     if preview is not None:
+        preview.add_clean(film_options["paster"].clean)
         report["preview"] = str(preview_path) if preview.write(preview_path, settings.upscale) else None
     if report_path:
         write_json_atomic(report_path, report)

@@ -79,7 +79,8 @@ def choose_preview_frames(analysis: FaceAnalysis, count: int = 3) -> list[int]:
 class PreviewCollector:
     """Keeps the before and after RGB of a few chosen frames and writes them side by side.
 
-    Each row: the frame before | after, then the first face zoomed before | after.
+    Each row: the frame before | after, then the first face zoomed before | after; with
+    grain matching on, the face zoom is before | restored without grain | with grain.
     """
 
     def __init__(self, frames: list[int], analysis: FaceAnalysis, width: int = 640):
@@ -88,6 +89,7 @@ class PreviewCollector:
         self.width = width
         self.before: dict[int, np.ndarray] = {}
         self.after: dict[int, np.ndarray] = {}
+        self.clean: dict[int, np.ndarray] = {}  # after, restored faces without added grain
 
     def wants(self, index: int) -> bool:
         return index in self.frames
@@ -99,6 +101,13 @@ class PreviewCollector:
     def add_after(self, index: int, picture) -> None:
         if index in self.frames:
             self.after[index] = _to_u8(picture.to_rgb())
+
+    def add_clean(self, pictures: dict) -> None:
+        """Frames pasted without grain (`FilmPaster.clean`: index -> Picture), shown in the
+        face zoom between before and after."""
+        for index, picture in pictures.items():
+            if index in self.frames:
+                self.clean[index] = _to_u8(picture.to_rgb())
 
     def write(self, path: str | os.PathLike, upscale: int = 1) -> bool:
         rows = []
@@ -121,8 +130,10 @@ class PreviewCollector:
                 bx1, by1 = int(min(w, cx + half)), int(min(h, cy + half))
                 if bx1 > bx0 and by1 > by0:
                     zs = (size[1], size[1])
-                    row += [cv2.resize(before[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC),
-                            cv2.resize(after[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC)]
+                    row.append(cv2.resize(before[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC))
+                    if f in self.clean and self.clean[f].shape == after.shape:
+                        row.append(cv2.resize(self.clean[f][by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC))
+                    row.append(cv2.resize(after[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC))
             rows.append(np.concatenate(row, axis=1))
         if not rows:
             return False

@@ -23,6 +23,7 @@ import numpy as np
 
 from videofix.faces import estimate_alignment, paste_affine, paste_face, warp_face
 from videofix.faces.masks import region_for_paste
+from videofix.film.duplicates import copy_region, put_region
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.metrics import TrackMetrics
@@ -58,6 +59,7 @@ class _PendingFrame:
     inputs: dict[int, np.ndarray]
     restored: dict[int, RestoredFace] = field(default_factory=dict)
     emit: bool = True
+    repeat_of: int | None = None  # a repeated frame: its faces are copied from this frame's output
 
     @property
     def complete(self) -> bool:
@@ -85,11 +87,22 @@ class FaceRestorationPass:
         emit_range: (start, stop) frame indices to give back; frames outside are context
             only (pushed for their code predictions, then dropped). None = all.
         metrics_from: first frame index whose metrics are counted (pairs are counted from the
-            pair (metrics_from, metrics_from + 1) on); default = emit start.
+            pair (metrics_from - 1, metrics_from) on, the pair crossing the segment's start);
+            default = emit start. Frames after the emit range (trailing context) are never
+            counted, so segments' counters add up to the whole video's.
+        upscaler: `picture, factor -> Picture` for the background when upscale > 1
+            (default `upscale_picture`, bilinear; see `videofix.film.upscale`).
+        paster: object whose `paste(output, frame_index, track_id, restored, affine,
+            upscale=, parse_mask=)` replaces `paste_face` (`videofix.film.paste.FilmPaster`:
+            luma-only mode, grain).
+        repeats: frame index -> first frame of its run of repeated frames (pass 1,
+            `videofix.film.duplicates`): a repeat is not restored again; the face regions of
+            the run's first output are copied into it (when that frame was emitted here).
     """
 
     def __init__(self, analysis: FaceAnalysis, engine: TemporalRestorer, *, upscale: int = 1, parser=None,
-                 emit_range: tuple[int, int] | None = None, metrics_from: int | None = None):
+                 emit_range: tuple[int, int] | None = None, metrics_from: int | None = None,
+                 upscaler=None, paster=None, repeats: dict[int, int] | None = None):
         self.analysis = analysis
         self.engine = engine
         self.size = int(engine.size)
@@ -98,11 +111,19 @@ class FaceRestorationPass:
         self.emit_range = emit_range
         start = emit_range[0] if emit_range else 0
         self.metrics_from = start if metrics_from is None else metrics_from
+        self.metrics_to = emit_range[1] if emit_range else None
         self._pending: deque[_PendingFrame] = deque()
         self._by_index: dict[int, _PendingFrame] = {}
         self.metrics: dict[int, TrackMetrics] = {}
         self.faces_restored = 0
         self.max_pending = 0
+        self.upscaler = upscaler
+        self.paster = paster
+        self.repeats = dict(repeats or {})
+        self._run_firsts = set(self.repeats.values())
+        self._fed_firsts: set[int] = set()
+        self._snapshot: tuple[int, list, dict, dict] | None = None  # (frame, faces, regions, samples)
+        self.faces_reused = 0
 
     def _emits(self, index: int) -> bool:
         return self.emit_range is None or self.emit_range[0] <= index < self.emit_range[1]
@@ -111,11 +132,22 @@ class FaceRestorationPass:
         """Add the next decoded frame; returns the frames finished so far, in order."""
         emit = self._emits(frame.index)
         faces = self.analysis.faces_in(frame.index)
-        output = upscale_picture(frame.picture, self.upscale) if (emit and self.upscale != 1) else frame.picture
+        if emit and self.upscale != 1:
+            output = (self.upscaler or upscale_picture)(frame.picture, self.upscale)
+        else:
+            output = frame.picture
         pending = _PendingFrame(frame, output, {}, {}, emit=emit)
         self._pending.append(pending)
         self._by_index[frame.index] = pending
         results: list[RestoredFace] = []
+        if emit and frame.index in self._run_firsts:
+            self._fed_firsts.add(frame.index)
+        if emit and self.repeats.get(frame.index) in self._fed_firsts:
+            pending.repeat_of = self.repeats[frame.index]
+            faces = [f for f in faces if frame.index == self.analysis.track(f.track_id).end]
+            for face in faces:  # a track ending on a repeat still ends here
+                results += self.engine.end_track(face.track_id)
+            faces = []
         for face in faces:
             affine = estimate_alignment(face.landmarks, size=self.size)
             crop = warp_face(frame.picture, affine, size=self.size)
@@ -150,16 +182,36 @@ class FaceRestorationPass:
             for track_id in sorted(p.affines):
                 r = p.restored[track_id]
                 # the frame before metrics_from only opens the first counted pair
-                if p.frame.index >= self.metrics_from - 1:
+                if p.frame.index >= self.metrics_from - 1 and (self.metrics_to is None or p.frame.index < self.metrics_to):
                     self.metrics.setdefault(track_id, TrackMetrics()).update(
                         codes=np.asarray(r.codes), restored=r.image, input_crop=p.inputs[track_id])
                 if p.emit:
                     parse = self.parser.mask(r.image) if self.parser is not None else None
-                    paste_face(p.output, r.image, p.affines[track_id], upscale=self.upscale, parse_mask=parse)
-            if p.emit:
-                done.append(FinishedFrame(p.frame, p.output, [(t, p.affines[t]) for t in sorted(p.affines)],
-                                          {t: self.paste_region(p.output, p.affines[t]) for t in sorted(p.affines)}))
+                    if self.paster is not None:
+                        self.paster.paste(p.output, p.frame.index, track_id, r.image, p.affines[track_id],
+                                          upscale=self.upscale, parse_mask=parse)
+                    else:
+                        paste_face(p.output, r.image, p.affines[track_id], upscale=self.upscale, parse_mask=parse)
+            if p.emit and p.repeat_of is not None:
+                done.append(self._repeat(p))
+            elif p.emit:
+                faces = [(t, p.affines[t]) for t in sorted(p.affines)]
+                regions = {t: self.paste_region(p.output, p.affines[t]) for t in sorted(p.affines)}
+                if p.frame.index in self._run_firsts:
+                    self._snapshot = (p.frame.index, faces, regions,
+                                      {t: copy_region(p.output, box) for t, box in regions.items()})
+                done.append(FinishedFrame(p.frame, p.output, faces, regions))
         return done
+
+    def _repeat(self, p: _PendingFrame) -> FinishedFrame:
+        """A repeated frame: the face regions of its run's first output, copied unchanged."""
+        first, faces, regions, samples = self._snapshot
+        if first != p.repeat_of:
+            raise RuntimeError(f"frame {p.frame.index} repeats {p.repeat_of}, whose output is not held")
+        for t, box in regions.items():
+            put_region(p.output, box, samples[t])
+        self.faces_reused += len(regions)
+        return FinishedFrame(p.frame, p.output, faces, dict(regions))
 
     def paste_region(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the output picture that pasting a face with `affine` may

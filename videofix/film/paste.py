@@ -1,0 +1,149 @@
+"""`FilmPaster`: the face paste for old films (luma-only mode and matched grain).
+
+`FaceRestorationPass` calls `paste(...)` for every restored face (in track-id order per
+frame) instead of the plain `videofix.faces.paste_face`. The paste is the same face layer
+(official masks, `face_layer`) blended in the picture's native pixel format, with two
+changes:
+
+- luma-only mode (monochrome / tinted shots, or `--color luma`): only the restored face's
+  luminance is blended; the chroma planes keep the source's samples bit for bit;
+- grain: the noise level in a ring around the face (in the output picture, i.e. after
+  any upscaling) and the restored face's own residual noise are measured, and seeded
+  Gaussian grain is added to the face so the two match (`videofix.film.grain`).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+
+import numpy as np
+
+from videofix.faces.paste import face_layer
+from videofix.film.grain import added_sigma, grain_field, noise_sigma, ring_mask
+from videofix.io.picture import Picture
+
+RING_MARGIN = 0.2  # ring width around the face box, as a share of the box size
+INNER_MASK = 0.98  # where the face is "fully pasted": the mask at or above this
+
+
+@dataclass
+class GrainStats:
+    """Per track: sums of the levels measured (luma code values) and of what was added."""
+
+    faces: int = 0
+    ring: float = 0.0
+    face: float = 0.0
+    added: float = 0.0
+
+    def to_dict(self) -> dict:
+        n = max(1, self.faces)
+        return {"faces": self.faces, "ring_sigma": round(self.ring / n, 3), "face_sigma_before": round(self.face / n, 3),
+                "added_sigma": round(self.added / n, 3)}
+
+
+class FilmPaster:
+    """Pastes restored faces into output pictures, film-aware.
+
+    Args:
+        shot_modes: [(start frame, "luma"|"color"), ...] sorted by start: the paste mode from
+            each frame on (from pass 1's per-shot colour analysis); empty = colour.
+        grain: match grain (True) or paste clean faces (False).
+        seed: grain seed; grain of (seed, frame, track) is always the same.
+        grain_scale: size of a grain in output pixels (the upscale factor: grain drawn at
+            source resolution and resized like the picture was).
+        keep_clean: frame indices for which a copy of the output pasted *without* grain is
+            kept in `clean` (the preview's before/after grain).
+    """
+
+    def __init__(self, shot_modes: list[tuple[int, str]] | None = None, *, grain: bool = True, seed: int = 0,
+                 grain_scale: float = 1.0, keep_clean: set[int] | frozenset = frozenset()):
+        self.starts = [s for s, _ in (shot_modes or [])]
+        self.modes = [m for _, m in (shot_modes or [])]
+        self.grain = bool(grain)
+        self.seed = int(seed)
+        self.grain_scale = float(grain_scale)
+        self.keep_clean = set(keep_clean)
+        self.clean: dict[int, Picture] = {}
+        self.stats: dict[int, GrainStats] = {}
+        self.luma_faces = 0
+        self.color_faces = 0
+        self.seconds = {"grain": 0.0, "paste": 0.0}
+
+    def mode_at(self, frame_index: int) -> str:
+        """"luma" or "color": the paste mode of the shot holding `frame_index`."""
+        i = bisect_right(self.starts, frame_index) - 1
+        return self.modes[i] if i >= 0 else "color"
+
+    def paste(self, output: Picture, frame_index: int, track_id: int, restored: np.ndarray, affine: np.ndarray, *,
+              upscale: int = 1, parse_mask: np.ndarray | None = None) -> None:
+        """Blend one restored face (uint8 (S, S, 3) **RGB**, `affine` frame -> crop at source
+        size) into `output` (the frame at `upscale` times the source size), in place."""
+        t0 = time.perf_counter()
+        layer = face_layer(restored, affine, (output.height, output.width), upscale=upscale, parse_mask=parse_mask,
+                           align_box=output.align_box)
+        if layer is None:
+            return
+        box, face, mask = layer
+        rgb = np.clip(face * np.float32(1.0 / 255.0), 0.0, 1.0)
+        luma_only = self.mode_at(frame_index) == "luma"
+        if luma_only:
+            self.luma_faces += 1
+        else:
+            self.color_faces += 1
+        if frame_index in self.keep_clean and self.grain:
+            clean = self.clean.setdefault(frame_index, output.copy())
+            clean.blend_rgb(rgb, mask, box, luma_only=luma_only)
+        t1 = time.perf_counter()
+        if self.grain:
+            rgb = self._add_grain(output, rgb, mask, box, frame_index, track_id)
+        t2 = time.perf_counter()
+        output.blend_rgb(rgb, mask, box, luma_only=luma_only)
+        t3 = time.perf_counter()
+        self.seconds["grain"] += t2 - t1
+        self.seconds["paste"] += (t1 - t0) + (t3 - t2)
+
+    def _add_grain(self, output: Picture, rgb: np.ndarray, mask: np.ndarray, box, frame_index: int,
+                   track_id: int) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        bw, bh = x1 - x0, y1 - y0
+        m = int(round(RING_MARGIN * max(bw, bh)))
+        rx0, ry0 = max(0, x0 - m), max(0, y0 - m)
+        rx1, ry1 = min(output.width, x1 + m), min(output.height, y1 + m)
+        around = _luma(output, (rx0, ry0, rx1, ry1))
+        ring = ring_mask(around.shape, (x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0), mask > 0)
+        ring_sigma = noise_sigma(around, ring)
+        inner = mask >= INNER_MASK
+        face_luma = output.rgb_to_luma(rgb)
+        face_sigma = noise_sigma(face_luma, inner)
+        if not np.isfinite(ring_sigma) or not np.isfinite(face_sigma):
+            return rgb
+        need = added_sigma(ring_sigma, face_sigma)
+        st = self.stats.setdefault(int(track_id), GrainStats())
+        st.faces += 1
+        st.ring += ring_sigma
+        st.face += face_sigma
+        st.added += need
+        if need <= 0.0:
+            return rgb
+        field = grain_field((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
+                            scale=self.grain_scale)
+        unit = noise_sigma(field, inner)  # the estimator's reading of this field at amplitude 1
+        if not np.isfinite(unit) or unit <= 0:
+            return rgb
+        # equal grain on R, G and B changes luma only: code units -> RGB units
+        grain = field * np.float32(need / unit / output.luma_code_scale())
+        return np.clip(rgb + grain[..., None], 0.0, 1.0)
+
+    def report(self) -> dict:
+        return {"luma_only_faces": self.luma_faces, "color_faces": self.color_faces,
+                "grain": {str(t): s.to_dict() for t, s in sorted(self.stats.items())}}
+
+
+def _luma(picture: Picture, box) -> np.ndarray:
+    """float32 luma code values of a region (the Y plane itself for YUV and gray)."""
+    x0, y0, x1, y1 = box
+    if picture.layout.kind in ("yuv", "gray"):
+        return picture.planes[0][y0:y1, x0:x1].astype(np.float32)
+    return picture.rgb_to_luma(picture.to_rgb(box))

@@ -407,6 +407,13 @@ def test_every_node_a_workflow_names_exists_and_links_fit(monkeypatch, models_di
             assert link_id in nodes[src]["outputs"][src_slot]["links"]
             if nodes[dst]["type"] in ours:
                 assert input_type(nodes[dst]["type"], nodes[dst]["inputs"][dst_slot]["name"]) == typ
+        # widget values of our nodes: one per widget input (combo, number, toggle), in order
+        for n in nodes.values():
+            if n["type"] in ours:
+                spec = ours[n["type"]].INPUT_TYPES()
+                entries = {**spec["required"], **spec.get("optional", {})}
+                widgets = [k for k, e in entries.items() if isinstance(e[0], list) or e[0] in ("INT", "FLOAT", "BOOLEAN", "STRING")]
+                assert len(n["widgets_values"]) == len(widgets), (path.name, n["type"])
         # the UI and API files describe the same graph
         api = json.loads(path.with_name(path.name[:-5] + ".api.json").read_text())
         assert sorted(n["type"] for n in nodes.values()) == sorted(v["class_type"] for v in api.values())

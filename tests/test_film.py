@@ -248,7 +248,7 @@ def test_upscalers(tmp_path):
     whole = RealESRGANUpscaler(up.net, tile=0).upscale_rgb(rgb)
     tiled = RealESRGANUpscaler(up.net, tile=16, tile_pad=10).upscale_rgb(rgb)
     assert whole.shape == (74, 102, 3)
-    np.testing.assert_allclose(tiled, whole, atol=1e-5)  # tiles with enough context = whole picture
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)  # tiles land in place; context beyond the pad is negligible here
     pic = Picture.from_rgb(face_content(51, 37)(0), "yuv420p")
     for name in ("lanczos", "bilinear"):
         out = ResizeUpscaler(name).upscale(pic, 2)
@@ -386,7 +386,7 @@ def test_small_faces_in_sd_with_upscale_2(tmp_path, small_weights):
 
 
 def test_18fps_film_in_24fps_container_keeps_timing_and_repeats(tmp_path, small_weights):
-    base = face_content(W, H, faces=1, face_size=160)
+    base = face_content(W, H, faces=1, face_size=160, degrade=False)  # a sharp face: dlib finds it every frame
     clip = media.make_clip(tmp_path / "film18.mkv", frames=12, size=(W, H), fps=24, audio=False, subtitles=False,
                            content=lambda i: base(i * 3 // 4))
     out = tmp_path / "out.mkv"
@@ -395,8 +395,9 @@ def test_18fps_film_in_24fps_container_keeps_timing_and_repeats(tmp_path, small_
     assert runs == [[0, 1], [4, 5], [8, 9]]
     src, dst = media.decode_frames(clip.path), media.decode_frames(out)
     assert len(dst) == len(src) == 12 and [t for t, _, _ in dst] == [t for t, _, _ in src]
-    assert report["faces_restored"] == 9 and report["film"]["faces_reused"] == 3
     (track,) = report["tracks"]
+    assert track["frames"] == list(range(12))
+    assert report["faces_restored"] == 9 and report["film"]["faces_reused"] == 3  # restored once per film frame
     region = dict(zip(track["frames"], track["paste_regions"]))
     for first, last in runs:
         x0, y0, x1, y1 = region[first]

@@ -147,7 +147,7 @@ def test_batch_killed_midway_resumes_without_redoing_segments(assets, cluster, t
         assert report["tracks"] == assets["local"][name][1]["tracks"]
     assert sum(json.loads((job.item_dir(i["id"]) / "report.json").read_text())["ray"]["segments_resumed"]
                for i in items) == 0  # finished segments were skipped, not re-run
-    assert not list(out.glob(".*videofix-*"))  # no partial output left
+    assert not list(out.glob(".*.videofix-*"))  # no partial output left
 
     again = run_batch([], out, RestoreSettings(), RayOptions(), resume=True, quiet=True)
     assert (again["skipped"], again["done"]) == (2, 0)  # finished outputs are never rewritten

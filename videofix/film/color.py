@@ -90,16 +90,17 @@ def chroma_score_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> Chroma
     y, cr, cb = y[keep], cr[keep], cb[keep]
     tint = (float(np.median(cb)) - 128.0, float(np.median(cr)) - 128.0)
     bins = np.minimum((y * (_LUMA_BINS / 256.0)).astype(np.int64), _LUMA_BINS - 1)
-    centres, curve_cb, curve_cr = [], [], []
-    for b in np.unique(bins):
-        sel = bins == b
-        if sel.sum() < _MIN_BIN_PIXELS:
-            continue
-        centres.append(float(np.median(y[sel])))
-        curve_cb.append(float(np.median(cb[sel])))
-        curve_cr.append(float(np.median(cr[sel])))
-    if not centres:
+    counts = np.bincount(bins, minlength=_LUMA_BINS)
+    full = counts >= _MIN_BIN_PIXELS
+    if not full.any():
         return ChromaScore(0.0, tint)
+    # per-bin medians without a Python loop: sort by (bin, value), take each bin's middle
+    middle = (np.cumsum(counts) - counts + counts // 2)[full]
+
+    def bin_medians(values: np.ndarray) -> np.ndarray:
+        return values[np.lexsort((values, bins))][middle]
+
+    centres, curve_cb, curve_cr = bin_medians(y), bin_medians(cb), bin_medians(cr)
     dev = np.abs(cb - np.interp(y, centres, curve_cb)) + np.abs(cr - np.interp(y, centres, curve_cr))
     return ChromaScore(float(np.percentile(dev, PERCENTILE)), tint)
 

@@ -527,8 +527,13 @@ def restore_segment(work: SegmentWork, actor) -> dict:
     analysis = FaceAnalysis.from_dict(work.analysis)
     parser = _parser(s.models_dir) if s.parsing else None
     engine = RemoteEngine(actor, work.input_size, work.chunk)
+    # the same paste-back and background upscaler as the local runner (videofix.film)
+    from videofix.film.plan import FilmPlan
+
+    film = FilmPlan.create(work.source, s)
     restorer = FaceRestorationPass(analysis, engine, upscale=s.upscale, parser=parser,
-                                   emit_range=(seg.start_frame, seg.end_frame), metrics_from=seg.start_frame)
+                                   emit_range=(seg.start_frame, seg.end_frame), metrics_from=seg.start_frame,
+                                   **film.pass_options(analysis))
     preview_frames = [f for f in work.preview_frames if seg.start_frame <= f < seg.end_frame]
     preview = PreviewCollector(preview_frames, analysis) if preview_frames else None
     info = probe(work.source)

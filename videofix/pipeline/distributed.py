@@ -58,7 +58,7 @@ from videofix.pipeline.analysis import FaceAnalysis, FrameDetections, detect_fra
 from videofix.pipeline.local import LoadedStages, RestoreSettings, make_engine
 from videofix.pipeline.report import PreviewCollector
 from videofix.pipeline.restoration import FaceRestorationPass
-from videofix.restore.batching import FixedBatchRestorer
+from videofix.restore.batching import fixed_batch_model
 from videofix.restore.temporal import RestoredFace
 
 log = logging.getLogger("videofix")
@@ -376,7 +376,7 @@ class RestorerActor:
 
             torch.set_num_threads(os.cpu_count() or 1)
         # merged calls run in chunks of exactly batch_size faces, as the local runner's
-        self.model = CoalescingRestorer(FixedBatchRestorer(model, s.batch_size), max_batch=4 * s.batch_size)
+        self.model = CoalescingRestorer(fixed_batch_model(model, self.device, s.batch_size), max_batch=4 * s.batch_size)
         self.engines: dict[str, object] = {}
         self._lock = threading.Lock()
         self.code_dtype = np.int16 if model.codebook_size <= np.iinfo(np.int16).max else np.int32

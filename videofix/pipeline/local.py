@@ -107,15 +107,13 @@ def load_stages(settings: RestoreSettings, *, need_detector: bool = True, quiet:
 
 
 def make_engine(stages: LoadedStages, settings: RestoreSettings):
-    """The temporal engine; the network only ever sees batches of exactly `batch_size` faces
-    (`FixedBatchRestorer`), so a face's output does not depend on its batch neighbours and the
+    """The temporal engine; the network only ever sees batches of one fixed size
+    (`fixed_batch_model`), so a face's output does not depend on its batch neighbours and the
     Ray runner's segments give the same frames as one piece."""
-    from videofix.restore.batching import FixedBatchRestorer
+    from videofix.restore.batching import fixed_batch_model
     from videofix.restore.temporal import TemporalRestorer
 
-    model = stages.model
-    if not getattr(model, "fixed_batch", False):
-        model = FixedBatchRestorer(model, settings.batch_size)
+    model = fixed_batch_model(stages.model, stages.device, settings.batch_size)
     return TemporalRestorer(model, radius=settings.temporal_radius, fidelity=settings.fidelity,
                             batch_size=settings.batch_size, device=stages.device)
 

@@ -17,7 +17,18 @@ from torch import Tensor
 
 from videofix.models.base import Encoded
 
-__all__ = ["FixedBatchRestorer"]
+__all__ = ["FixedBatchRestorer", "fixed_batch_model"]
+
+
+def fixed_batch_model(model, device, batch_size: int) -> "FixedBatchRestorer":
+    """The one batching policy of videofix: `model` wrapped so the network always sees
+    `network_batch_size(device, batch_size)` faces per call (1 on the CPU, where batching
+    brings no speed and kernels change with the batch size; `batch_size` on a GPU, padded)."""
+    from videofix.restore.crops import network_batch_size
+
+    if getattr(model, "fixed_batch", False):
+        return model
+    return FixedBatchRestorer(model, network_batch_size(device, batch_size))
 
 
 class FixedBatchRestorer:

@@ -106,7 +106,9 @@ def restore_crops(
         crops: uint8 RGB (B, S, S, 3) with S = ``model.input_size``, or a list of (S, S, 3).
         fidelity: w in [0, 1]; 0 trusts the codebook, 1 stays closest to the input.
         batch_size: crops per network pass on a GPU (memory vs speed); the CPU always runs
-            one crop per pass, see ``network_batch_size``. Results do not depend on it on CPU.
+            one crop per pass, see ``network_batch_size``. The network always sees the same
+            batch shape (a partial last batch is padded), so a crop's result does not depend
+            on the crops around it; on the CPU it does not depend on ``batch_size`` either.
         device, dtype: where and in what precision to run (default: the model's own). The
             model must already be there: ``load_restorer(device=..., dtype=...)``.
 
@@ -124,12 +126,15 @@ def restore_crops(
     model_device, model_dtype = _model_device_dtype(model)
     device = torch.device(device) if device is not None else model_device
     dtype = dtype or model_dtype
-    step = network_batch_size(device, batch_size)
+    from videofix.restore.batching import fixed_batch_model
+
+    net = fixed_batch_model(model, device, batch_size)  # a partial last batch is padded
+    step = net.batch_size
     results = np.empty_like(batch)
     for start in range(0, len(batch), step):
         x = crops_to_tensor(batch[start : start + step], device=device, dtype=dtype)
-        encoded = model.encode(x)
-        out = model.decode(encoded.logits.argmax(dim=-1), encoded.state, float(fidelity))
+        encoded = net.encode(x)
+        out = net.decode(encoded.logits.argmax(dim=-1), encoded.state, float(fidelity))
         results[start : start + len(x)] = tensor_to_crops(out)
     return results
 

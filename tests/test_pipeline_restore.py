@@ -154,3 +154,30 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, small_weights):
 
     proc = run_cli("restore", clip.path, "-o", out, "--fidelity", "3", check_rc=None)
     assert proc.returncode == 2 and "fidelity" in proc.stderr
+
+
+def test_vqfr_restores_through_the_same_pipeline(tmp_path, face_clip):
+    """--model vqfr: the second restorer runs through the same engine, metrics and report."""
+    from videofix.models.synthetic import formula_vqfr, small_vqfr_config
+
+    weights = tmp_path / "vqfr_small.pth"
+    torch.save({"params_ema": formula_vqfr(small_vqfr_config()).state_dict()}, weights)
+    out, report_path = tmp_path / "vqfr.mkv", tmp_path / "vqfr.json"
+    run_cli("restore", face_clip.path, "-o", out, "--model", "vqfr", "--weights", weights, "--detector", "dlib",
+            "--codec", "ffv1", "--device", "cpu", "--temporal-radius", "2", "--fidelity", "0.5",
+            "--report", report_path, "--quiet")
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["model"] == "vqfr"
+    assert len(report["tracks"]) == 1 and 0.0 <= report["tracks"][0]["code_flip_rate"] <= 1.0
+    src, dst = media.decode_frames(face_clip.path), media.decode_frames(out)
+    assert [t for t, _, _ in dst] == [t for t, _, _ in src]
+    track = report["tracks"][0]
+    x0, y0, x1, y1 = map(int, track["boxes"][0])
+    assert np.abs(src[0][1][0][y0:y1, x0:x1].astype(int) - dst[0][1][0][y0:y1, x0:x1].astype(int)).mean() > 5
+
+    # a VQFR file given as CodeFormer is refused with one clear line
+    proc = run_cli("restore", face_clip.path, "-o", tmp_path / "x.mkv", "--weights", weights, "--detector", "dlib",
+                   check_rc=None)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    assert len([l for l in proc.stderr.splitlines() if l.startswith("videofix: error")]) == 1
+    assert "use --model vqfr" in proc.stderr

@@ -106,6 +106,15 @@ class FilmPlan:
                                             device=device, download=bool(getattr(settings, "download", False)))
         return plan
 
+    @classmethod
+    def for_frames(cls, settings) -> "FilmPlan":
+        """A plan for in-memory frames (the frames API, the VapourSynth filter): per-shot
+        colour, grain and repeats as for a file; never deinterlaced (an RGB frame batch holds
+        no field information); the background is upscaled by the pass's own bilinear
+        `upscale_picture` (no upscaler is built)."""
+        opts = FilmOptions.from_settings(settings)
+        return cls(opts, InterlaceDecision(False, None, "in-memory frames: no field information"))
+
     # ------------------------------------------------------------------ pass 1 and 2
     def frames(self, frames: Iterable, survey: FilmSurvey | None = None) -> Iterator:
         """`frames` (DecodedFrames), deinterlaced when the plan says so, one out per one in;
@@ -130,6 +139,15 @@ class FilmPlan:
 
     def survey(self) -> FilmSurvey:
         return FilmSurvey(dedup=self.options.dedup)
+
+    def survey_colors(self, analysis, frames: Iterable) -> None:
+        """For tracks found without a film survey (saved earlier, made elsewhere): measure
+        the colour of `frames` (the DecodedFrames pass 1 saw) and `finalize`. No repeats:
+        the duplicate check needs pass 1's detection images."""
+        survey = FilmSurvey(dedup=False)
+        for _ in self.frames(frames, survey):
+            pass
+        self.finalize(analysis, survey)
 
     def finalize(self, analysis, survey: FilmSurvey) -> None:
         """Store per-shot colour modes and repeat runs in `analysis.extra["film"]`."""
@@ -157,7 +175,9 @@ class FilmPlan:
     def pass_options(self, analysis, keep_clean: Iterable[int] = ()) -> dict:
         """Keyword arguments for `FaceRestorationPass`: upscaler, paster, repeats."""
         film = analysis.extra.get("film", {})
-        shot_modes = [(int(s["start"]), s["mode"]) for s in film.get("shots", [])]
+        # with --color auto the verdict (kind) decides, whatever colour setting finalized the tracks
+        shot_modes = [(int(s["start"]), ("luma" if s["kind"] != "color" else "color")
+                       if self.options.color == "auto" and "kind" in s else s["mode"]) for s in film.get("shots", [])]
         if self.options.color in ("luma", "color"):
             shot_modes = [(0, self.options.color)]
         repeats = {}

@@ -44,6 +44,23 @@ RESTORERS: dict[str, tuple[str, Callable[[Mapping[str, torch.Tensor]], nn.Module
 }
 
 
+# a key only each restorer's checkpoints hold
+_SIGNATURE_KEYS = {"codeformer": "quantize.embedding.weight", "vqfr": "quantizer.embedding.weight"}
+
+
+def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """Which restorer a state dict (or checkpoint holding params_ema/params) belongs to."""
+    for wrapper in ("params_ema", "params"):
+        inner = state_dict.get(wrapper) if hasattr(state_dict, "get") else None
+        if isinstance(inner, Mapping):
+            state_dict = inner
+            break
+    for name, key in _SIGNATURE_KEYS.items():
+        if key in state_dict:
+            return name
+    return None
+
+
 def build_restorer(model: str, state_dict: Mapping[str, torch.Tensor], source: str | os.PathLike | None = None) -> nn.Module:
     """Build restorer ``model`` from an in-memory state dict (eval mode, on the tensors' device).
 
@@ -59,6 +76,9 @@ def build_restorer(model: str, state_dict: Mapping[str, torch.Tensor], source: s
         message = str(exc)
         if source is not None and not message.startswith(str(source)):
             message = f"{source}: {message}"
+        other = _looks_like(state_dict)
+        if other is not None and other != model:
+            message += f" (it looks like a {other} checkpoint: use --model {other})"
         raise ModelFileError(message) from None
     except (KeyError, IndexError, ValueError, RuntimeError) as exc:
         where = f"{source}: " if source is not None else ""

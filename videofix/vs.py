@@ -30,6 +30,15 @@ How frames are served (and what it costs):
   the order of requests: linear access restores every face once plus 2R context faces per
   block (x1.25 at R = 4, batch 8); random access pays one block per cold request.
 * Frames without faces are passed through untouched (no work, same frame).
+* Old films (docs/FILM.md), as `videofix restore` does: pass 1 also scores each frame's
+  colour and finds repeated frames; faces of monochrome / tinted shots are pasted
+  luma-only (``color``), seeded grain matching the frame is added (``grain``,
+  ``grain_seed``), and repeated frames are restored once (``dedup``). A block starting
+  inside a run of repeats also restores the run's first frame, and its context counts
+  restored frames only (repeats are skipped as in a whole run), so blocks still give the
+  whole clip's pixels. No deinterlacing (VapourSynth has its own filters for that).
+  Saved tracks without the colour survey get it on the first request (every frame is
+  read once), without repeats.
 * Requests are served one block at a time (a lock); the network itself uses torch's
   threads / the GPU.
 
@@ -40,6 +49,7 @@ so every pixel outside the faces is bit-identical to the input in every format.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections import OrderedDict
@@ -51,6 +61,7 @@ import numpy as np
 import vapoursynth as vs
 
 from videofix.errors import VideofixError
+from videofix.film.plan import COLOR_MODES, GRAIN_MODES, FilmPlan
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
@@ -96,6 +107,10 @@ def restore_faces(
     landmark_sigma: float = 2.0,
     max_gap: int = 5,
     analysis: FaceAnalysis | str | os.PathLike | None = None,
+    color: str = "auto",
+    grain: str = "auto",
+    grain_seed: int = 0,
+    dedup: bool = True,
 ) -> vs.VideoNode:
     """Restore the faces of an RGB clip, temporally stable along each face track.
 
@@ -119,6 +134,11 @@ def restore_faces(
         max_gap: missed detections a track survives (filled by interpolation).
         analysis: tracks found earlier on this very clip (`FaceAnalysis` or the path of its
             JSON, `FaceAnalysis.save`); skips pass 1.
+        color: ``"auto"`` (faces of monochrome / tinted shots pasted luma-only: their
+            colours stay the source's), ``"luma"`` (always), ``"color"`` (never).
+        grain: ``"auto"`` (add grain matching the frame to the restored faces) or ``"off"``.
+        grain_seed: seed of the added grain (an integer >= 0).
+        dedup: restore repeated frames once and repeat their faces.
 
     Returns:
         A clip of the same format, size, length and frame rate, frame properties kept.
@@ -130,7 +150,7 @@ def restore_faces(
     settings = _validate(clip, weights=weights, fidelity=fidelity, temporal_radius=temporal_radius,
                          detector=detector, device=device, batch_size=batch_size, model=model,
                          models_dir=models_dir, dtype=dtype, parsing=parsing, landmark_sigma=landmark_sigma,
-                         max_gap=max_gap)
+                         max_gap=max_gap, color=color, grain=grain, grain_seed=grain_seed, dedup=dedup)
     tracks = _load_analysis(analysis, clip) if analysis is not None else None
     try:
         stages = load_stages(settings, need_detector=tracks is None, quiet=True)
@@ -144,7 +164,7 @@ def restore_faces(
 
 
 def _validate(clip, *, weights, fidelity, temporal_radius, detector, device, batch_size, model, models_dir, dtype,
-              parsing, landmark_sigma, max_gap) -> RestoreSettings:
+              parsing, landmark_sigma, max_gap, color="auto", grain="auto", grain_seed=0, dedup=True) -> RestoreSettings:
     if not isinstance(clip, vs.VideoNode):
         raise _error(f"clip must be a vapoursynth.VideoNode, got {type(clip).__name__}")
     fmt = clip.format
@@ -183,6 +203,14 @@ def _validate(clip, *, weights, fidelity, temporal_radius, detector, device, bat
         raise _error(f"landmark_sigma must be a number >= 0, got {landmark_sigma!r}")
     if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
         raise _error(f"max_gap must be an integer >= 0, got {max_gap!r}")
+    if color not in COLOR_MODES:
+        raise _error(f"color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
+    if grain not in GRAIN_MODES:
+        raise _error(f"grain must be one of {', '.join(GRAIN_MODES)}, got {grain!r}")
+    if isinstance(grain_seed, bool) or not isinstance(grain_seed, int) or grain_seed < 0:
+        raise _error(f"grain_seed must be an integer >= 0, got {grain_seed!r}")
+    if not isinstance(dedup, bool):
+        raise _error(f"dedup must be True or False, got {dedup!r}")
     try:  # device names are checked here, before any file is read
         from videofix.models import resolve_device, resolve_dtype
 
@@ -194,7 +222,7 @@ def _validate(clip, *, weights, fidelity, temporal_radius, detector, device, bat
         models_dir=None if models_dir is None else str(Path(models_dir).expanduser()),
         model=model, detector=detector, fidelity=float(fidelity), temporal_radius=temporal_radius,
         device=device, batch_size=batch_size, dtype=dtype, landmark_sigma=float(landmark_sigma), max_gap=max_gap,
-        parsing=parsing,
+        parsing=parsing, color=color, grain=grain, grain_seed=grain_seed, dedup=dedup,
     )
 
 
@@ -238,7 +266,11 @@ class _ClipRestorer:
         self.clip = clip
         self.stages = stages
         self.settings = settings
+        if analysis is not None:  # its film survey may be added: not into the caller's object
+            analysis = copy.copy(analysis)
+            analysis.extra = dict(analysis.extra)
         self.analysis = analysis
+        self.film = FilmPlan.for_frames(settings)
         self.radius = int(settings.temporal_radius)
         self.block = block_length(settings.temporal_radius, settings.batch_size)
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()  # frame -> restored uint8 RGB
@@ -256,22 +288,42 @@ class _ClipRestorer:
     def _tracks(self) -> FaceAnalysis:
         if self.analysis is None:
             s = self.settings
-            self.analysis = analyze_frames(self._source_frames(), self.stages.detector,
-                                           frame_size=(self.clip.width, self.clip.height),
-                                           sigma=s.landmark_sigma, max_gap=s.max_gap)
+            survey = self.film.survey()
+            analysis = analyze_frames(self.film.frames(self._source_frames(), survey), self.stages.detector,
+                                      frame_size=(self.clip.width, self.clip.height),
+                                      sigma=s.landmark_sigma, max_gap=s.max_gap, observer=survey)
+            self.film.finalize(analysis, survey)
+            self.analysis = analysis
+        elif "film" not in self.analysis.extra:
+            self.film.survey_colors(self.analysis, self._source_frames())
         return self.analysis
 
     # pass 2 ------------------------------------------------------------------
     def _restore_block(self, n: int) -> None:
         """Restore the block holding frame n (with R frames of context on each side)."""
         analysis = self._tracks()
+        film = self.film.pass_options(analysis)
+        repeats = film["repeats"]
+        count = self.clip.num_frames
         b0 = (n // self.block) * self.block
-        b1 = min(b0 + self.block, self.clip.num_frames)
-        c0, c1 = max(0, b0 - self.radius), min(self.clip.num_frames, b1 + self.radius)
+        b1 = min(b0 + self.block, count)
+        # A block starting inside a run of repeated frames restores the run's first frame too
+        # (its faces are copied into the repeats). Repeats are never restored in a whole run,
+        # so the context holds R restored frames each side, repeats skipped.
+        e0 = repeats.get(b0, b0)
+        c0, k = e0, 0
+        while c0 > 0 and k < self.radius:
+            c0 -= 1
+            k += c0 not in repeats
+        c1, k = b1, 0
+        while c1 < count and k < self.radius:
+            k += c1 not in repeats
+            c1 += 1
         restorer = FaceRestorationPass(analysis, make_engine(self.stages, self.settings), parser=self.stages.parser,
-                                       emit_range=(b0, b1))
+                                       emit_range=(e0, b1), **film)
         # Faceless frames give the pass nothing to do, so only frames with faces are fed.
-        needed = (f for f in self._source_frames(c0, c1) if analysis.faces_in(f.index))
+        needed = (f for f in self._source_frames(c0, c1)
+                  if analysis.faces_in(f.index) and (e0 <= f.index < b1 or f.index not in repeats))
         for finished in restorer.run(needed):
             self.cache[finished.frame.index] = finished.picture.planes[0]
         while len(self.cache) > self.cache_frames:

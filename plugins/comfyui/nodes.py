@@ -195,6 +195,17 @@ _BATCH = ("INT", {"default": 8, "min": 1, "max": 128, "tooltip": "faces per netw
 _SIGMA = ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.5,
                     "tooltip": "landmark smoothing along each track, in frames (0 = off)"})
 _GAP = ("INT", {"default": 5, "min": 0, "max": 100, "tooltip": "missed detections a track survives"})
+# old films (docs/FILM.md); defaults as the CLI's
+COLOR_MODES = ["auto", "color", "luma"]
+GRAIN_MODES = ["auto", "off"]
+_COLOR = (COLOR_MODES, {"default": "auto", "tooltip": "auto: faces of black-and-white / sepia / tinted shots are "
+                                                      "pasted luma-only (the frame keeps its colours); luma: "
+                                                      "always; color: never"})
+_GRAIN = (GRAIN_MODES, {"default": "auto", "tooltip": "auto: add grain matching the frame around each face to the "
+                                                      "restored face; off: clean faces"})
+_GRAIN_SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "seed of the added grain"})
+_DEDUP = ("BOOLEAN", {"default": True, "tooltip": "repeated frames (slow films in faster containers) are restored "
+                                                  "once and their faces repeated"})
 
 
 class VideofixLoadModel:
@@ -243,12 +254,15 @@ class VideofixRestoreFaces:
                 "temporal_radius": _RADIUS,
                 "detector": _DETECTOR,
             },
-            "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA},
+            "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA, "color": _COLOR, "grain": _GRAIN,
+                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP},
         }
 
-    def restore(self, images, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0):
+    def restore(self, images, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0,
+                color="auto", grain="auto", grain_seed=0, dedup=True):
         settings = _settings(model, fidelity=float(fidelity), temporal_radius=int(temporal_radius),
-                             batch_size=int(batch_size), landmark_sigma=float(landmark_sigma))
+                             batch_size=int(batch_size), landmark_sigma=float(landmark_sigma), color=str(color),
+                             grain=str(grain), grain_seed=int(grain_seed), dedup=bool(dedup))
         progress = _Progress(2 * int(images.shape[0]))
         return (restore_frames(images, model.stages_with(detector), settings, progress=progress),)
 
@@ -390,14 +404,16 @@ class VideofixRestoreFacesVideo:
                 "temporal_radius": _RADIUS,
                 "detector": _DETECTOR,
             },
-            "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA},
+            "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA, "color": _COLOR, "grain": _GRAIN,
+                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP},
         }
 
-    def restore(self, video, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0):
+    def restore(self, video, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0,
+                color="auto", grain="auto", grain_seed=0, dedup=True):
         VideoFromComponents, VideoComponents = _video_api()
         components = video.get_components()
         (images,) = VideofixRestoreFaces().restore(components.images, model, fidelity, temporal_radius, detector,
-                                                   batch_size, landmark_sigma)
+                                                   batch_size, landmark_sigma, color, grain, grain_seed, dedup)
         return (VideoFromComponents(VideoComponents(images=images, audio=components.audio,
                                                     frame_rate=components.frame_rate)),)
 

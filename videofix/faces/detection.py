@@ -147,10 +147,15 @@ def _builders() -> dict[str, Callable[..., Detector]]:
 
 def _files_available(name: str, models_dir) -> bool:
     if name == "dlib":
+        from importlib.util import find_spec
+
+        from .dlib_backend import landmark_model_path
+
+        if find_spec("dlib") is None:
+            return False
         try:
-            import dlib  # noqa: F401
-            import face_recognition_models  # noqa: F401
-        except ImportError:
+            landmark_model_path()
+        except ModelFileError:
             return False
         return True
     from ._files import resolve_model

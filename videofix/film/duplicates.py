@@ -71,7 +71,12 @@ class DuplicateFinder:
 
     def update(self, index: int, rgb: np.ndarray, detections, cut: bool = False) -> bool:
         """Returns True when frame `index` repeats the current run's first frame."""
-        thumb = duplicate_thumbnail(rgb)
+        return self.update_thumb(index, duplicate_thumbnail(rgb), detections, cut)
+
+    def update_thumb(self, index: int, thumb: np.ndarray, detections, cut: bool = False) -> bool:
+        """`update` with the frame's `duplicate_thumbnail` already made (the Ray runner's
+        driver joins the segments' checks from their thumbnails)."""
+        thumb = np.asarray(thumb, np.float32)
         first = self._first
         repeat = False
         if first is not None and not cut and first[1].shape == thumb.shape:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from videofix.film.color import ChromaScore, classify_shots, picture_chroma_score
-from videofix.film.duplicates import DuplicateFinder, repeat_map
+from videofix.film.duplicates import DuplicateFinder, duplicate_thumbnail, repeat_map
 from videofix.film.interlace import Deinterlacer, InterlaceDecision, decide_deinterlace, probe_interlace
 from videofix.film.paste import FilmPaster
 from videofix.film.upscale import create_upscaler
@@ -55,28 +55,135 @@ class FilmOptions:
         return cls(**{k: getattr(settings, k, getattr(d, k)) for k in d.__dataclass_fields__})
 
 
+HEAD_THUMBS = 48  # most head thumbnails a segment's survey keeps (see `SegmentSurvey`)
+
+
 class FilmSurvey:
     """What pass 1 measures for films: a chroma score per decoded picture
     (`observe_picture`, fed by `FilmPlan.frames`) and the duplicate check on the detection
-    image (the call, pass 1's `observer`)."""
+    image (the call, pass 1's `observer`).
 
-    def __init__(self, dedup: bool = True):
+    start: index of the first frame observed (a Ray segment's first frame; 0 for a whole
+    video). A segment's survey is shipped with `segment_result()` and the driver joins them
+    with `FilmSurvey.merge`, which gives the whole video's survey exactly.
+    """
+
+    def __init__(self, dedup: bool = True, start: int = 0):
+        self.start = int(start)
         self.scores: list[ChromaScore] = []
         self.duplicates = DuplicateFinder() if dedup else None
         self.seconds = {"color_check": 0.0, "duplicate_check": 0.0}
+        self._head: list[np.ndarray] = []  # thumbnails of the first frames (see SegmentSurvey)
+        self._recording = self.start > 0
 
     def observe_picture(self, index: int, picture) -> None:
         t0 = time.perf_counter()
-        if index != len(self.scores):
-            raise RuntimeError(f"film survey: frame {index} after {len(self.scores)} frames")
+        if index != self.start + len(self.scores):
+            raise RuntimeError(f"film survey: frame {index} after {len(self.scores)} frames from {self.start}")
         self.scores.append(picture_chroma_score(picture))
         self.seconds["color_check"] += time.perf_counter() - t0
 
     def __call__(self, index: int, rgb: np.ndarray, detections, cut: bool) -> None:
         t0 = time.perf_counter()
         if self.duplicates is not None:
-            self.duplicates.update(index, rgb, detections, cut)
+            thumb = duplicate_thumbnail(rgb)
+            repeat = self.duplicates.update_thumb(index, thumb, detections, cut)
+            if self._recording:
+                u8 = thumb.astype(np.uint8)
+                self._head.append(u8 if np.array_equal(u8, thumb) else thumb)
+                # up to the frame that ends the segment's first run: where the driver's
+                # check, which knows the frames before, almost always meets this one's
+                if (index > self.start and not repeat) or len(self._head) >= HEAD_THUMBS:
+                    self._recording = False
         self.seconds["duplicate_check"] += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ segments (Ray)
+    def segment_result(self) -> "SegmentSurvey":
+        """What a segment's pass 1 sends back (small: a few numbers per frame, a few thumbnails)."""
+        d = self.duplicates
+        tail = None
+        if d is not None and d._first is not None:
+            first = d._first
+            u8 = first[1].astype(np.uint8)
+            tail = (int(first[0]), u8 if np.array_equal(u8, first[1]) else first[1])
+        return SegmentSurvey(self.start, len(self.scores), list(self.scores), d.runs() if d is not None else None,
+                             list(self._head), tail, dict(self.seconds))
+
+    @classmethod
+    def merge(cls, parts: list["SegmentSurvey"], frames: list, redo=None) -> "FilmSurvey":
+        """The whole video's survey from its consecutive segments' (`segment_result`).
+
+        frames: the joined `FrameDetections` of pass 1 (every frame, in order, the cut flag of
+        each segment's first frame decided across the boundary). Chroma scores are per frame.
+        The duplicate check is sequential (each frame is compared with its run's first frame,
+        which may lie in an earlier segment): the driver replays it over each segment's head
+        thumbnails from the state the segments before left, until its run's first frame is
+        the one the segment chose on its own; from there on the segment's runs are the
+        whole run's. When the head thumbnails end first (rare: a borderline repeat),
+        `redo(part, finder, from_index)` must feed the finder the segment's frames from
+        `from_index` on (the Ray runner decodes them again)."""
+        parts = sorted(parts, key=lambda p: p.start)
+        dedup = bool(parts) and parts[0].runs is not None
+        out = cls(dedup=dedup)
+        for p in parts:
+            if p.start != len(out.scores):
+                raise RuntimeError(f"film survey: segment from frame {p.start} after {len(out.scores)} frames")
+            out.scores += p.scores
+            for k, v in p.seconds.items():
+                out.seconds[k] = out.seconds.get(k, 0.0) + v
+        if not dedup:
+            return out
+        g = out.duplicates
+        by_index = {int(fd.index): fd for fd in frames}
+        for p in parts:
+            if p.frames == 0:
+                continue
+            local_first = {f: a for a, b in p.runs for f in range(a + 1, b + 1)}
+            met = p.start - 1 if g._first is None else None  # the first segment: all its own
+            for off, thumb in enumerate(p.head if met is None else ()):
+                i = p.start + off
+                fd = by_index[i]
+                g.update_thumb(i, thumb, fd.detections, fd.cut)
+                if g._first[0] == local_first.get(i, i):
+                    met = i
+                    break
+            if met is None:
+                if len(p.head) < p.frames:
+                    if redo is None:
+                        raise RuntimeError(f"film survey: the duplicate check of frames from {p.start} needs "
+                                           "the frames again")
+                    redo(p, g, p.start + len(p.head))
+                continue
+            for a, b in p.runs:  # the segment's own decisions from `met` on
+                if b <= met:
+                    continue
+                if a <= met and g._runs and g._runs[-1][0] == a:
+                    g._runs[-1][1] = b
+                else:
+                    g._runs.append([a, b])
+            t_index, t_thumb = p.tail
+            g._first = (t_index, np.asarray(t_thumb, np.float32), list(by_index[t_index].detections))
+        return out
+
+
+@dataclass
+class SegmentSurvey:
+    """A segment's `FilmSurvey` (frames [start, start + frames)), as pass 1 sends it back.
+
+    scores: chroma score per frame. runs: the repeated-frame runs the segment found on its
+    own (its first frame starting a run), None when dedup is off. head: duplicate
+    thumbnails (uint8 when exact) of its first frames, up to the frame that ended its first
+    run (at most `HEAD_THUMBS`; none for the first segment). tail: (index, thumbnail) of the
+    run's first frame the segment ended with.
+    """
+
+    start: int
+    frames: int
+    scores: list
+    runs: list | None
+    head: list
+    tail: tuple | None
+    seconds: dict
 
 
 @dataclass
@@ -91,8 +198,9 @@ class FilmPlan:
     frames_upscaled: int = 0
 
     @classmethod
-    def create(cls, path: str | Path, settings, *, device="cpu") -> "FilmPlan":
-        """Probe `path` for interlacing (unless off) and build the upscaler (upscale > 1)."""
+    def create(cls, path: str | Path, settings, *, device="cpu", build_upscaler: bool = True) -> "FilmPlan":
+        """Probe `path` for interlacing (unless off) and build the upscaler (upscale > 1 and
+        `build_upscaler`: the Ray driver decides, its workers upscale)."""
         opts = FilmOptions.from_settings(settings)
         t0 = time.perf_counter()
         probe = probe_interlace(path) if opts.deinterlace != "off" else None
@@ -101,7 +209,7 @@ class FilmPlan:
         plan.seconds["interlace_probe"] = time.perf_counter() - t0
         if decision.deinterlace:
             log.info("deinterlacing (bwdif, %s): %s", decision.parity, decision.reason)
-        if opts.upscale > 1:
+        if opts.upscale > 1 and build_upscaler:
             plan.upscaler = create_upscaler(opts.upscaler, models_dir=getattr(settings, "models_dir", None),
                                             device=device, download=bool(getattr(settings, "download", False)))
         return plan
@@ -115,10 +223,38 @@ class FilmPlan:
         opts = FilmOptions.from_settings(settings)
         return cls(opts, InterlaceDecision(False, None, "in-memory frames: no field information"))
 
+    def worker_state(self) -> dict:
+        """The decisions a Ray worker needs (plain data, see `for_worker`)."""
+        return {"deinterlace": self.interlace.deinterlace, "parity": self.interlace.parity,
+                "reason": self.interlace.reason}
+
+    @classmethod
+    def for_worker(cls, settings, state: dict, upscaler=None) -> "FilmPlan":
+        """A Ray worker's plan: the driver's decisions (`worker_state`), the worker's own
+        (cached) upscaler; no probe. Its figures are the worker's (`figures`)."""
+        decision = InterlaceDecision(bool(state["deinterlace"]), state.get("parity"), str(state.get("reason", "")))
+        return cls(FilmOptions.from_settings(settings), decision, upscaler=upscaler)
+
+    def figures(self) -> dict:
+        """This plan's run figures (plain data), to add up with `add_figures`."""
+        return {"seconds": {k: v for k, v in self.seconds.items() if k != "interlace_probe"},
+                "frames_deinterlaced": self.frames_deinterlaced, "frames_upscaled": self.frames_upscaled}
+
+    def add_figures(self, figures: dict) -> None:
+        for k, v in figures.get("seconds", {}).items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+        self.frames_deinterlaced += int(figures.get("frames_deinterlaced", 0))
+        self.frames_upscaled += int(figures.get("frames_upscaled", 0))
+
     # ------------------------------------------------------------------ pass 1 and 2
-    def frames(self, frames: Iterable, survey: FilmSurvey | None = None) -> Iterator:
+    def frames(self, frames: Iterable, survey: FilmSurvey | None = None,
+               keep: tuple[int, int] | None = None) -> Iterator:
         """`frames` (DecodedFrames), deinterlaced when the plan says so, one out per one in;
-        in pass 1 (`survey` given) each picture is also measured for colour."""
+        in pass 1 (`survey` given) each picture is also measured for colour.
+
+        keep: (start, stop) frame indices to give back; the others only feed the deinterlacer
+        (bwdif reads the frames before and after: a Ray segment decodes one more on each side
+        so its frames equal a one-piece run's)."""
         it = iter(frames)
         if self.interlace.deinterlace:
             it = Deinterlacer(self.interlace.parity).run(it)
@@ -131,14 +267,16 @@ class FilmPlan:
             finally:
                 if self.interlace.deinterlace:
                     self.seconds["deinterlace"] += time.perf_counter() - t0
+            if keep is not None and not keep[0] <= frame.index < keep[1]:
+                continue
             if self.interlace.deinterlace:
                 self.frames_deinterlaced += 1
             if survey is not None:
                 survey.observe_picture(frame.index, frame.picture)
             yield frame
 
-    def survey(self) -> FilmSurvey:
-        return FilmSurvey(dedup=self.options.dedup)
+    def survey(self, start: int = 0) -> FilmSurvey:
+        return FilmSurvey(dedup=self.options.dedup, start=start)
 
     def survey_colors(self, analysis, frames: Iterable) -> None:
         """For tracks found without a film survey (saved earlier, made elsewhere): measure
@@ -181,7 +319,7 @@ class FilmPlan:
         if self.options.color in ("luma", "color"):
             shot_modes = [(0, self.options.color)]
         repeats = {}
-        for first, last in film.get("repeat_runs", []):
+        for first, last in film.get("repeat_runs", []) if self.options.dedup else []:
             for f in range(first + 1, last + 1):
                 repeats[f] = first
         paster = FilmPaster(shot_modes, grain=self.options.grain != "off", seed=self.options.grain_seed,

@@ -8,7 +8,9 @@ through the same two passes as the local runner, spread over the cluster:
   `link_detections` in frame order, exactly as the local runner does, so the tracks are the
   same. Only the cut flag of a segment's first frame needs its neighbour: each task returns
   its `CutDetector` after its last frame and the small detection image of its first frame,
-  and the driver decides that one flag.
+  and the driver decides that one flag. The film survey (`videofix.film`: chroma score per
+  frame, repeated frames) runs in the same tasks and is joined by `FilmSurvey.merge`; the
+  driver then decides the per-shot colour modes and repeat runs exactly as the local runner.
 * **pass 2** (CPU tasks, one per segment): decode the segment widened by R + 1 context
   frames before and R after (R = temporal radius), align the faces, send the **crops** to a
   restorer actor, paste the restored crops back with `FaceRestorationPass` (the one
@@ -21,7 +23,10 @@ through the same two passes as the local runner, spread over the cluster:
   GPU sees full batches.
 
 Because every segment sees the same frames around its boundaries that the whole-film run
-sees (the temporal window is +-R frames of each track), and the network only ever runs
+sees (the temporal window is +-R restored frames of each track; repeated frames are not
+restored, so the context reaches back past them, and back to the first frame of a run of
+repeats that crosses the segment's start; interlaced sources are deinterlaced with one more
+decoded frame on each side, as bwdif reads the frames before and after), and the network only ever runs
 fixed-shape batches (`FixedBatchRestorer`, in both runners: a face's output then does not
 depend on its batch neighbours), the output frames equal the local runner's (in lossless
 mode the files decode to identical frames). Only face crops, restored crops,
@@ -150,6 +155,23 @@ def _parser(models_dir: str | None):
     return load_face_parser(models_dir, device="cpu", download=False)
 
 
+@functools.lru_cache(maxsize=2)
+def _upscaler(name: str, models_dir: str | None, download: bool):
+    """The background upscaler (Real-ESRGAN: a network) of a worker, loaded once per process."""
+    from videofix.film.upscale import create_upscaler
+
+    return create_upscaler(name, models_dir=models_dir, device="cpu", download=download)
+
+
+def _film_plan(s: RestoreSettings, state: dict | None):
+    """A fresh `FilmPlan` (its figures are this task's) from the driver's decisions, with the
+    worker's cached upscaler: nothing is probed or loaded per segment."""
+    from videofix.film.plan import FilmPlan
+
+    upscaler = _upscaler(s.upscaler, s.models_dir, bool(s.download)) if s.upscale > 1 else None
+    return FilmPlan.for_worker(s, state or {"deinterlace": False, "parity": None, "reason": ""}, upscaler=upscaler)
+
+
 # --------------------------------------------------------------------------- pass 1
 @dataclass
 class SegmentDetections:
@@ -169,13 +191,20 @@ class SegmentDetections:
     head_image: np.ndarray | None
     tail_cuts: CutDetector
     seconds: float
+    film: object | None = None  # videofix.film.plan.SegmentSurvey
+    film_figures: dict = field(default_factory=dict)  # FilmPlan.figures() (deinterlacing)
 
 
-def detect_segment(source: str, segment: Segment, settings: dict, need_head: bool) -> SegmentDetections:
-    """Pass 1 over one segment: detections in full-frame coordinates, cut flags, pts."""
+def detect_segment(source: str, segment: Segment, settings: dict, need_head: bool, film: dict | None = None,
+                   window: Segment | None = None) -> SegmentDetections:
+    """Pass 1 over one segment: detections in full-frame coordinates, cut flags, pts, and the
+    film survey (`film`: the driver's `FilmPlan.worker_state()`; None = no film processing).
+    window: what to decode, the segment with one frame on each side when deinterlacing."""
     t0 = time.perf_counter()
     s = RestoreSettings(**settings)
     detector = _detector(s.detector, s.models_dir)
+    plan = _film_plan(s, film) if film is not None else None
+    survey = plan.survey(segment.start_frame) if plan is not None else None
     pts: list[int] = []
     ends: dict[str, object] = {}  # first and last picture (cut detection across boundaries)
 
@@ -186,15 +215,37 @@ def detect_segment(source: str, segment: Segment, settings: dict, need_head: boo
             ends["last"] = f.picture
             yield f
 
+    def observer(i, rgb, dets, cut):
+        survey(segment.start_frame + i, rgb, dets, cut)
+
     out = []
-    with open_segment(source, segment) as reader:
+    with open_segment(source, window or segment) as reader:
+        src = reader
+        if plan is not None:  # deinterlaced (window frames outside the segment only feed bwdif), colour scores
+            src = plan.frames(reader, survey, keep=(segment.start_frame, segment.end_frame))
         # detect_frames numbers frames from 0 and starts a fresh CutDetector: renumber to the plan
-        for fd in detect_frames(frames(reader), detector):
+        for fd in detect_frames(frames(src), detector, observer=observer if survey is not None else None):
             out.append(FrameDetections(segment.start_frame + fd.index, fd.detections, fd.cut))
     head = detection_image(ends["first"])[0] if need_head else None
     tail = CutDetector()  # the state after the last frame is that frame's features alone
     tail.update(detection_image(ends["last"])[0])
-    return SegmentDetections(segment.index, out, pts, detector.name, head, tail, time.perf_counter() - t0)
+    return SegmentDetections(segment.index, out, pts, detector.name, head, tail, time.perf_counter() - t0,
+                             survey.segment_result() if survey is not None else None,
+                             plan.figures() if plan is not None else {})
+
+
+def redo_duplicates(source: str, segment: Segment, window: Segment | None, settings: dict, film: dict,
+                    frames: list[FrameDetections], finder, from_index: int) -> None:
+    """Feed `finder` (a `DuplicateFinder`) frames [from_index, segment end) decoded again: the
+    rare fallback of `FilmSurvey.merge` when a segment's head thumbnails do not reach the
+    frame where its own duplicate check meets the whole video's."""
+    s = RestoreSettings(**settings)
+    plan = _film_plan(s, film)
+    by_index = {fd.index: fd for fd in frames}
+    with open_segment(source, window or segment) as reader:
+        for f in plan.frames(reader, keep=(from_index, segment.end_frame)):
+            fd = by_index[f.index]
+            finder.update(f.index, detection_image(f.picture)[0], fd.detections, fd.cut)
 
 
 def join_detections(parts: list[SegmentDetections]) -> list[FrameDetections]:
@@ -213,6 +264,23 @@ def join_detections(parts: list[SegmentDetections]) -> list[FrameDetections]:
 
 
 # --------------------------------------------------------------------------- windows
+def plan_frame_pts(path: str | os.PathLike, plan: SegmentPlan) -> list[int]:
+    """The source pts of every frame of `plan`, from the packets (no decoding): what pass 1
+    needs to widen its segments by a frame before pass 1 has returned the pts."""
+    from fractions import Fraction
+
+    from videofix.io.info import parse_range
+    from videofix.io.segments import _frame_table
+
+    info, pts, _ = _frame_table(path)
+    if plan.range is not None and pts:
+        r, first, tb = parse_range(plan.range), pts[0], Fraction(plan.time_base)
+        pts = [p for p in pts if r.contains(float((p - first) * tb))]
+    if len(pts) != plan.frame_count:
+        raise RuntimeError(f"{path}: {len(pts)} frames, the segment plan says {plan.frame_count}")
+    return pts
+
+
 def context_window(plan: SegmentPlan, segment: Segment, pts: list[int], before: int, after: int) -> Segment:
     """`segment` widened by `before` frames before it and `after` after it (clipped to the
     plan), as a `Segment` `open_segment` can decode. `pts`: source pts of every planned frame.
@@ -234,9 +302,35 @@ def context_window(plan: SegmentPlan, segment: Segment, pts: list[int], before: 
                    end_pts=pts[hi] if hi < n else None, seek_pts=seek, preroll_pts=preroll)
 
 
+def restore_window(plan: SegmentPlan, segment: Segment, pts: list[int], radius: int, repeats: dict[int, int],
+                   *, deinterlace: bool = False) -> tuple[Segment, Segment]:
+    """(restore window, decode window) of a pass-2 segment task.
+
+    The restore window holds R + 1 restored frames before the segment (R for the temporal
+    window of its first frames, one to open the first metrics pair) and R after it; repeated
+    frames (`repeats`: frame -> its run's first frame) are not restored, so it reaches past
+    them, and back to the first frame of a run that crosses the segment's start. The decode
+    window adds one frame on each side when deinterlacing (bwdif reads the neighbours)."""
+    n = plan.frame_count
+    lo, need = segment.start_frame, radius + 1
+    while lo > 0 and need > 0:
+        lo -= 1
+        need -= lo not in repeats
+    hi, need = segment.end_frame, radius
+    while hi < n and need > 0:
+        need -= hi not in repeats
+        hi += 1
+    win = context_window(plan, segment, pts, segment.start_frame - lo, hi - segment.end_frame)
+    if not deinterlace:
+        return win, win
+    return win, context_window(plan, segment, pts, segment.start_frame - max(0, lo - 1),
+                               min(n, hi + 1) - segment.end_frame)
+
+
 def analysis_window(analysis: FaceAnalysis, lo: int, hi: int) -> FaceAnalysis:
     """The tracks of frames [lo, hi) only (landmarks already smoothed over the whole track,
-    so a window keeps them exactly); what a segment task needs, not the whole film's."""
+    so a window keeps them exactly); what a segment task needs, not the whole film's. The
+    film decisions (`extra["film"]`: shots, repeat runs) are cut to the window too."""
     tracks = []
     for t in analysis.tracks:
         keep = (t.frames >= lo) & (t.frames < hi)
@@ -245,8 +339,13 @@ def analysis_window(analysis: FaceAnalysis, lo: int, hi: int) -> FaceAnalysis:
         tracks.append(FaceTrack(track_id=t.track_id, frames=t.frames[keep], boxes=t.boxes[keep],
                                 raw_landmarks=t.raw_landmarks[keep], landmarks=t.landmarks[keep],
                                 scores=t.scores[keep], detected=t.detected[keep], embedding=None))
+    extra = {}
+    film = analysis.extra.get("film")
+    if film is not None:
+        extra["film"] = {**film, "shots": [sh for sh in film.get("shots", []) if sh["end"] > lo and sh["start"] < hi],
+                         "repeat_runs": [r for r in film.get("repeat_runs", []) if r[1] >= lo and r[0] < hi]}
     return FaceAnalysis(frame_count=hi - lo, cuts=[c for c in analysis.cuts if lo <= c < hi], tracks=tracks,
-                        detector=analysis.detector, frame_size=analysis.frame_size)
+                        detector=analysis.detector, frame_size=analysis.frame_size, extra=extra)
 
 
 # --------------------------------------------------------------------------- restorer actor
@@ -500,6 +599,8 @@ class SegmentWork:
     input_size: int
     chunk: int = 16
     preview_frames: list[int] = field(default_factory=list)
+    film: dict | None = None  # the driver's FilmPlan.worker_state()
+    decode_window: Segment | None = None  # window + one frame each side when deinterlacing
 
 
 def read_marker(path: str | os.PathLike) -> dict | None:
@@ -527,14 +628,13 @@ def restore_segment(work: SegmentWork, actor) -> dict:
     analysis = FaceAnalysis.from_dict(work.analysis)
     parser = _parser(s.models_dir) if s.parsing else None
     engine = RemoteEngine(actor, work.input_size, work.chunk)
-    # the same paste-back and background upscaler as the local runner (videofix.film)
-    from videofix.film.plan import FilmPlan
-
-    film = FilmPlan.create(work.source, s)
+    # the same deinterlacing, paste-back, repeats and background upscaler as the local runner
+    film = _film_plan(s, work.film)
+    preview_frames = [f for f in work.preview_frames if seg.start_frame <= f < seg.end_frame]
+    film_options = film.pass_options(analysis, keep_clean=preview_frames)
     restorer = FaceRestorationPass(analysis, engine, upscale=s.upscale, parser=parser,
                                    emit_range=(seg.start_frame, seg.end_frame), metrics_from=seg.start_frame,
-                                   **film.pass_options(analysis))
-    preview_frames = [f for f in work.preview_frames if seg.start_frame <= f < seg.end_frame]
+                                   **film_options)
     preview = PreviewCollector(preview_frames, analysis) if preview_frames else None
     info = probe(work.source)
     out_info = info
@@ -543,7 +643,7 @@ def restore_segment(work: SegmentWork, actor) -> dict:
     frames = faces = 0
     regions: dict[str, list] = {}  # track id -> paste region per emitted frame (report)
     try:
-        with open_segment(work.source, win) as reader, \
+        with open_segment(work.source, work.decode_window or win) as reader, \
                 VideoWriter(work.segment_path, out_info, s.codec, s.crf, s.preset, s.pix_fmt) as writer:
 
             def emit(finished) -> None:
@@ -553,11 +653,12 @@ def restore_segment(work: SegmentWork, actor) -> dict:
                         preview.add_after(done.frame.index, done.picture)
                     writer.write(done.picture, done.frame.pts)
                     frames += 1
-                    faces += len(done.faces)
+                    if getattr(done, "repeat_of", None) is None:  # a repeat's faces are reused, not restored
+                        faces += len(done.faces)
                     for track_id, box in (getattr(done, "regions", None) or {}).items():
                         regions.setdefault(str(track_id), []).append([int(v) for v in box])
 
-            for frame in reader:
+            for frame in film.frames(reader, keep=(win.start_frame, win.end_frame)):
                 if preview is not None:
                     preview.add_before(frame.index, frame.picture)
                 emit(restorer.feed(frame))
@@ -579,6 +680,8 @@ def restore_segment(work: SegmentWork, actor) -> dict:
         "bytes_sent": engine.bytes_sent,
         "bytes_received": engine.bytes_received,
         "actor_calls": engine.calls,
+        "faces_reused": restorer.faces_reused,
+        "film": {"plan": film.figures(), "paster": paster_figures(film_options["paster"])},
         "seconds": round(time.perf_counter() - t0, 4),
         "worker": f"{os.uname().nodename}:{os.getpid()}",
     }
@@ -588,8 +691,35 @@ def restore_segment(work: SegmentWork, actor) -> dict:
             f.write(json.dumps({"event": "segment_done", "item": work.item, "segment": seg.index,
                                 "worker": marker["worker"], "time": time.time()}) + "\n")
     if preview is not None:
-        marker = {**marker, "preview_before": preview.before, "preview_after": preview.after}
+        preview.add_clean(film_options["paster"].clean)
+        marker = {**marker, "preview_before": preview.before, "preview_after": preview.after,
+                  "preview_clean": preview.clean}
     return marker
+
+
+def paster_figures(paster) -> dict:
+    """A `FilmPaster`'s report figures as plain data (summed over segments by `merge_pasters`)."""
+    return {"luma_faces": paster.luma_faces, "color_faces": paster.color_faces, "seconds": dict(paster.seconds),
+            "grain": {str(t): [st.faces, st.ring, st.face, st.added] for t, st in paster.stats.items()}}
+
+
+def merge_pasters(figures: list[dict], options) -> object:
+    """A `FilmPaster` holding the sums of segments' `paster_figures` (for `FilmPlan.report`)."""
+    from videofix.film.paste import FilmPaster, GrainStats
+
+    out = FilmPaster(grain=options.grain != "off", seed=options.grain_seed)
+    for f in figures:
+        out.luma_faces += f.get("luma_faces", 0)
+        out.color_faces += f.get("color_faces", 0)
+        for k, v in f.get("seconds", {}).items():
+            out.seconds[k] = out.seconds.get(k, 0.0) + v
+        for t, (faces, ring, face, added) in f.get("grain", {}).items():
+            st = out.stats.setdefault(int(t), GrainStats())
+            st.faces += faces
+            st.ring += ring
+            st.face += face
+            st.added += added
+    return out
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:

@@ -45,9 +45,13 @@ from videofix.pipeline.distributed import (
     context_window,
     detect_segment_task,
     join_detections,
+    merge_pasters,
+    plan_frame_pts,
     ray_session,
     read_marker,
+    redo_duplicates,
     restore_segment_task,
+    restore_window,
     start_restorers,
     sum_metrics,
     write_json_atomic,
@@ -220,7 +224,9 @@ class _Item:
     refs: set = field(default_factory=set)
     timings: dict = field(default_factory=dict)
     pass1_bytes: int = 0
-    previews: dict = field(default_factory=lambda: {"before": {}, "after": {}})
+    film: object | None = None  # the driver's videofix.film.plan.FilmPlan (decisions, report figures)
+    windows1: dict = field(default_factory=dict)  # pass-1 decode windows by segment (deinterlacing)
+    previews: dict = field(default_factory=lambda: {"before": {}, "after": {}, "clean": {}})
     report: dict | None = None
     t_start: float = field(default_factory=time.perf_counter)
 
@@ -327,6 +333,9 @@ class JobRunner:
                 seg_file.write_text(plan.to_json())
             it.plan = plan
             it.timings["plan"] = round(time.perf_counter() - t, 4)
+            t = time.perf_counter()
+            it.film = self._film_plan(it.input)
+            it.timings["film_plan"] = round(time.perf_counter() - t, 4)
         except VideofixError as exc:
             self._fail(it, exc)
             return False
@@ -342,6 +351,18 @@ class JobRunner:
         self.job.set_state(it.id, "running")
         return True
 
+    def _film_plan(self, path: str):
+        """The film decisions of one input (interlace probe), made once here and shipped to
+        the tasks; the upscaler is built by the workers (`distributed._film_plan`)."""
+        from videofix.film.plan import FilmPlan
+
+        try:
+            return FilmPlan.create(path, self.settings, build_upscaler=False)
+        except VideofixError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a file PyAV cannot decode: this item fails
+            raise InputError(f"{path}: cannot read the first frames ({exc})") from None
+
     def _forget(self, it: _Item) -> None:
         d = self.job.item_dir(it.id)
         for p in list(d.glob("seg-*")) + [d / "analysis.json"]:
@@ -355,8 +376,16 @@ class JobRunner:
     def _start(self, it: _Item) -> None:
         if it.analysis is None:
             opts = dict(num_cpus=1, max_retries=self.options.max_retries, retry_exceptions=False)
+            if it.film.interlace.deinterlace:  # bwdif reads the frames before and after each segment
+                try:
+                    pts = plan_frame_pts(it.input, it.plan)
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(it, exc)
+                    return
+                it.windows1 = {seg.index: context_window(it.plan, seg, pts, 1, 1) for seg in it.plan.segments}
             for seg in it.plan.segments:
-                ref = detect_segment_task.options(**opts).remote(it.input, seg, self.settings.to_dict(), seg.index > 0)
+                ref = detect_segment_task.options(**opts).remote(it.input, seg, self.settings.to_dict(), seg.index > 0,
+                                                                 it.film.worker_state(), it.windows1.get(seg.index))
                 self._track(ref, it, "detect", seg.index)
         else:
             self._start_pass2(it)
@@ -368,6 +397,11 @@ class JobRunner:
     def _start_pass2(self, it: _Item) -> None:
         R = self.settings.temporal_radius
         pts = it.analysis.extra["pts"]
+        if "film" not in it.analysis.extra:  # saved by an older version: no film survey
+            raise InputError(f"{it.input}: the saved pass 1 has no film survey; delete "
+                             f"{self.job.item_dir(it.id) / 'analysis.json'} to run it again")
+        repeats = it.film.pass_options(it.analysis)["repeats"]
+        deinterlace = it.film.interlace.deinterlace
         preview = choose_preview_frames(it.analysis) if it.id in self.preview_items else []
         it.analysis.extra["preview_frames"] = preview
         opts = dict(num_cpus=1, max_retries=self.options.max_retries,
@@ -381,7 +415,7 @@ class JobRunner:
             if seg.index in it.markers:  # a preview frame lies here: redo to collect it
                 self.job.marker_path(it.id, seg.index).unlink(missing_ok=True)
                 del it.markers[seg.index]
-            win = context_window(it.plan, seg, pts, R + 1, R)
+            win, decode = restore_window(it.plan, seg, pts, R, repeats, deinterlace=deinterlace)
             work = SegmentWork(
                 source=it.input, segment=seg, window=win,
                 analysis=analysis_window(it.analysis, win.start_frame, win.end_frame).to_dict(),
@@ -390,7 +424,7 @@ class JobRunner:
                 marker_path=str(self.job.marker_path(it.id, seg.index)),
                 events_path=str(self.job.events_path), item=it.id,
                 input_size=int(self.actor_info[0]["input_size"]), chunk=self.options.chunk,
-                preview_frames=preview)
+                preview_frames=preview, film=it.film.worker_state(), decode_window=decode)
             actor = self.actors[self._next_actor % len(self.actors)]
             self._next_actor += 1
             self._track(restore_segment_task.options(**opts).remote(work, actor), it, "restore", seg.index)
@@ -418,6 +452,7 @@ class JobRunner:
                 if "preview_before" in result:
                     it.previews["before"].update(result.pop("preview_before"))
                     it.previews["after"].update(result.pop("preview_after"))
+                    it.previews["clean"].update(result.pop("preview_clean", {}))
                 it.markers[index] = result
                 if self._bar is not None and not result.get("already_done"):
                     self._bar.update(result["frames"])
@@ -430,9 +465,24 @@ class JobRunner:
         t = time.perf_counter()
         parts = [it.parts[k] for k in sorted(it.parts)]
         info = probe(it.input)
-        analysis = link_detections(join_detections(parts), detector_name=parts[0].detector,
+        frames = join_detections(parts)
+        analysis = link_detections(frames, detector_name=parts[0].detector,
                                    frame_size=(info.width, info.height), sigma=self.settings.landmark_sigma,
                                    max_gap=self.settings.max_gap)
+        # the film survey of the whole video, then the same decisions as the local runner
+        from videofix.film.plan import FilmSurvey
+
+        segments = {s.start_frame: s for s in it.plan.segments}
+
+        def redo(part, finder, from_index):
+            seg = segments[part.start]
+            redo_duplicates(it.input, seg, it.windows1.get(seg.index), self.settings.to_dict(),
+                            it.film.worker_state(), frames, finder, from_index)
+
+        survey = FilmSurvey.merge([p.film for p in parts], frames, redo=redo)
+        it.film.finalize(analysis, survey)
+        for p in parts:
+            it.film.add_figures(p.film_figures)
         analysis.extra["pts"] = [p for part in parts for p in part.pts]
         if len(analysis.extra["pts"]) != it.plan.frame_count:
             raise InputError(f"{it.input}: pass 1 decoded {len(analysis.extra['pts'])} frames, "
@@ -491,10 +541,13 @@ class JobRunner:
         for m in markers:  # segments in order, frames in order within each
             for t, boxes in m.get("paste_regions", {}).items():
                 regions.setdefault(int(t), []).extend(boxes)
-        if film_active(self.settings):
-            notes.append("the Ray runner does not apply the film options yet (grain, per-shot colour, "
-                         "repeated frames, deinterlacing): use --grain off --dedup off --deinterlace off "
-                         "--color color for output identical to the local runner")
+        film = it.film
+        for m in markers:  # pass 2's figures (pass 1's were added by _link)
+            film.add_figures(m.get("film", {}).get("plan", {}))
+        paster = merge_pasters([m.get("film", {}).get("paster", {}) for m in markers], film.options)
+        faces_reused = sum(m.get("faces_reused", 0) for m in markers)
+        if film.interlace.deinterlace:
+            notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
         timings = {**it.timings, "restore": round(sum(m["seconds"] for m in markers), 4), "total": round(total, 4)}
         return {
             "input": it.input,
@@ -511,6 +564,8 @@ class JobRunner:
             "max_frames_held": max((m["max_frames_held"] for m in markers), default=0),
             "notes": notes,
             "tracks": track_entries(analysis, sum_metrics(markers), self.settings.upscale, regions=regions),
+            "deinterlaced": film.interlace.deinterlace,
+            "film": film.report(analysis, paster, frames=frames, faces_reused=faces_reused),
             "ray": {
                 "segments": len(it.plan.segments),
                 "segment_frames": [s.frame_count for s in it.plan.segments],
@@ -555,12 +610,6 @@ class JobRunner:
             self._bar = None
 
 
-def film_active(settings: RestoreSettings) -> bool:
-    """Whether the settings ask for film processing that the Ray runner does not do yet."""
-    return (getattr(settings, "grain", "off") != "off" or bool(getattr(settings, "dedup", False))
-            or getattr(settings, "deinterlace", "off") != "off" or getattr(settings, "color", "color") != "color")
-
-
 def _pickled_size(obj) -> int:
     import pickle
 
@@ -596,6 +645,7 @@ def run_single(input_path, output_path, settings: RestoreSettings, options: RayO
             coll = PreviewCollector(it.analysis.extra.get("preview_frames", []), it.analysis)
             coll.before.update(it.previews["before"])
             coll.after.update(it.previews["after"])
+            coll.clean.update(it.previews["clean"])
             report["preview"] = str(preview_path) if coll.write(preview_path, settings.upscale) else None
         if report_path:
             write_json_atomic(report_path, report)

@@ -14,6 +14,7 @@ temporal window: at most about R + batch frames wait for their faces.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class _PendingFrame:
     restored: dict[int, RestoredFace] = field(default_factory=dict)
     emit: bool = True
     repeat_of: int | None = None  # a repeated frame: its faces are copied from this frame's output
+    keep: bool = False  # a context frame that starts a run whose repeats are emitted: pasted, not emitted
 
     @property
     def complete(self) -> bool:
@@ -205,6 +207,13 @@ class FaceRestorationPass:
         self.repeats = dict(repeats or {})
         self._run_firsts = set(self.repeats.values())
         self._fed_firsts: set[int] = set()
+        # runs whose first frame lies before the emitted range (a Ray segment's context) and
+        # whose repeats are emitted: that first frame is restored and pasted (not emitted) so
+        # the repeats copy the same face regions as in a one-piece run; its paste figures go
+        # to a copy of the paster (the segment that emits the frame counts them)
+        self._keep_firsts = {f for r, f in self.repeats.items() if self._emits(r) and not self._emits(f)}
+        self._context_paster = copy.deepcopy(paster) if paster is not None and self._keep_firsts else None
+        self._openers: dict[int, tuple[RestoredFace, np.ndarray]] = {}  # track -> last face before metrics_from
         self.paste = bool(paste)
         self.face_paster = FacePaster(self.size, upscale=self.upscale, parser=parser, paster=paster,
                                       repeats=self.repeats)
@@ -217,18 +226,21 @@ class FaceRestorationPass:
     def feed(self, frame: DecodedFrame) -> list[FinishedFrame]:
         """Add the next decoded frame; returns the frames finished so far, in order."""
         emit = self._emits(frame.index)
+        keep = not emit and frame.index in self._keep_firsts
         faces = self.analysis.faces_in(frame.index)
-        if emit and self.paste and self.upscale != 1:
+        if (emit or keep) and self.paste and self.upscale != 1:
             output = (self.upscaler or upscale_picture)(frame.picture, self.upscale)
         else:
             output = frame.picture
-        pending = _PendingFrame(frame, output, {}, {}, emit=emit)
+        pending = _PendingFrame(frame, output, {}, {}, emit=emit, keep=keep)
         self._pending.append(pending)
         self._by_index[frame.index] = pending
         results: list[RestoredFace] = []
-        if emit and frame.index in self._run_firsts:
+        if (emit or keep) and frame.index in self._run_firsts:
             self._fed_firsts.add(frame.index)
-        if emit and self.repeats.get(frame.index) in self._fed_firsts:
+        # a repeat is never pushed (context repeats neither: the engine's windows must hold the
+        # same frames as a one-piece run's), except an emitted one whose first was not fed
+        if frame.index in self.repeats and (not emit or self.repeats[frame.index] in self._fed_firsts):
             pending.repeat_of = self.repeats[frame.index]
             faces = [f for f in faces if frame.index == self.analysis.track(f.track_id).end]
             for face in faces:  # a track ending on a repeat still ends here
@@ -267,11 +279,21 @@ class FaceRestorationPass:
             del self._by_index[p.frame.index]
             for track_id in sorted(p.affines):
                 r = p.restored[track_id]
-                # the frame before metrics_from only opens the first counted pair
-                if p.frame.index >= self.metrics_from - 1 and (self.metrics_to is None or p.frame.index < self.metrics_to):
-                    self.metrics.setdefault(track_id, TrackMetrics()).update(
-                        codes=np.asarray(r.codes), restored=r.image, input_crop=p.inputs[track_id])
+                if p.frame.index < self.metrics_from:
+                    # the track's last face before metrics_from only opens the first counted pair
+                    self._openers[track_id] = (r, p.inputs[track_id])
+                elif self.metrics_to is None or p.frame.index < self.metrics_to:
+                    m = self.metrics.get(track_id)
+                    if m is None:
+                        m = self.metrics[track_id] = TrackMetrics()
+                        opener = self._openers.pop(track_id, None)
+                        if opener is not None:
+                            m.update(codes=np.asarray(opener[0].codes), restored=opener[0].image,
+                                     input_crop=opener[1])
+                    m.update(codes=np.asarray(r.codes), restored=r.image, input_crop=p.inputs[track_id])
             if not p.emit:
+                if p.keep:
+                    self._keep_context(p)
                 continue
             if not self.paste:
                 done.append(self._unpasted(p))
@@ -282,6 +304,20 @@ class FaceRestorationPass:
                 self.faces_reused += len(regions)
             done.append(FinishedFrame(p.frame, p.output, placed, regions, repeat_of=p.repeat_of))
         return done
+
+    def _keep_context(self, p: _PendingFrame) -> None:
+        """A run's first frame before the emitted range: pasted (or, paste=False, kept) but
+        not emitted, so that the emitted repeats of its run get its faces."""
+        if not self.paste:
+            self._kept = (p.frame.index, [(t, p.affines[t]) for t in sorted(p.affines)],
+                          {t: p.restored[t] for t in sorted(p.affines)})
+            return
+        faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
+        main, self.face_paster.paster = self.face_paster.paster, self._context_paster
+        try:
+            self.face_paster.paste(p.output, p.frame.index, faces)
+        finally:
+            self.face_paster.paster = main
 
     def _unpasted(self, p: _PendingFrame) -> FinishedFrame:
         """paste=False: the frame with its restored faces (a repeat: its run's first frame's)."""

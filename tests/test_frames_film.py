@@ -18,7 +18,7 @@ from videofix.pipeline.frames import detect_and_track, paste_back, restore_frame
 from videofix.pipeline.local import LoadedStages, RestoreSettings
 from videofix.samples import face_content
 
-WIDTH, HEIGHT = 192, 160
+WIDTH, HEIGHT = 320, 240
 RADIUS, BATCH = 1, 4
 
 
@@ -37,7 +37,7 @@ def stages():
 @pytest.fixture(scope="module")
 def film_frames() -> np.ndarray:
     """8 uint8 frames: 0-3 colour, 4-7 black-and-white; 3 repeats 2 and 6 repeats 5."""
-    content = face_content(WIDTH, HEIGHT, face_size=110, seed=1)
+    content = face_content(WIDTH, HEIGHT, face_size=160, seed=1)
     frames = [content(i) for i in range(8)]
     frames[3] = frames[2].copy()
     frames[4:] = [grey(f) for f in frames[4:]]

@@ -25,11 +25,11 @@ from videofix.pipeline.local import RestoreSettings, restore_video  # noqa: E402
 
 TINY_CODEFORMER = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
                        codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
-# film options off: the Ray runner does not apply them yet (see the report's notes)
+# the film options keep their defaults (--color auto --grain auto --dedup --deinterlace auto)
 SETTINGS = dict(detector="dlib", codec="ffv1", temporal_radius=2, device="cpu", parsing=False, download=False,
-                batch_size=4, grain="off", dedup=False, deinterlace="off", color="color")
+                batch_size=4)
 CLI_OPTIONS = ["--detector", "dlib", "--codec", "ffv1", "--temporal-radius", "2", "--device", "cpu", "--no-parsing",
-               "--batch-size", "4", "--grain", "off", "--no-dedup", "--deinterlace", "off", "--color", "color"]
+               "--batch-size", "4"]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ detection does not cost landmark precision.
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import numpy as np

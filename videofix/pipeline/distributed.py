@@ -668,6 +668,9 @@ def restore_segment(work: SegmentWork, actor) -> dict:
             writer.commit()
     finally:
         engine.close()
+    film_figures = film.figures()
+    if film.interlace.deinterlace:  # the segment's own frames (the local runner's count); the time is all
+        film_figures["frames_deinterlaced"] = frames
     marker = {
         "item": work.item,
         "segment": seg.index,
@@ -681,7 +684,7 @@ def restore_segment(work: SegmentWork, actor) -> dict:
         "bytes_received": engine.bytes_received,
         "actor_calls": engine.calls,
         "faces_reused": restorer.faces_reused,
-        "film": {"plan": film.figures(), "paster": paster_figures(film_options["paster"])},
+        "film": {"plan": film_figures, "paster": paster_figures(film_options["paster"])},
         "seconds": round(time.perf_counter() - t0, 4),
         "worker": f"{os.uname().nodename}:{os.getpid()}",
     }

@@ -342,6 +342,8 @@ class JobRunner:
         ana = self.job.item_dir(it.id) / "analysis.json"
         if ana.exists():
             it.analysis = FaceAnalysis.load(ana)
+            if "film" not in it.analysis.extra:  # saved without the film survey: pass 1 again
+                it.analysis = None
         ext = it.output.suffix
         for seg in it.plan.segments:
             marker = read_marker(self.job.marker_path(it.id, seg.index))
@@ -397,9 +399,6 @@ class JobRunner:
     def _start_pass2(self, it: _Item) -> None:
         R = self.settings.temporal_radius
         pts = it.analysis.extra["pts"]
-        if "film" not in it.analysis.extra:  # saved by an older version: no film survey
-            raise InputError(f"{it.input}: the saved pass 1 has no film survey; delete "
-                             f"{self.job.item_dir(it.id) / 'analysis.json'} to run it again")
         repeats = it.film.pass_options(it.analysis)["repeats"]
         deinterlace = it.film.interlace.deinterlace
         preview = choose_preview_frames(it.analysis) if it.id in self.preview_items else []

@@ -38,8 +38,7 @@ COMFYUI = os.environ.get("VIDEOFIX_COMFYUI")
 PYTHON = os.environ.get("VIDEOFIX_COMFYUI_PYTHON", sys.executable)
 FRAMES, WIDTH, HEIGHT, FPS = 5, 192, 160, 25
 
-pytestmark = pytest.mark.skipif(not COMFYUI or not (Path(COMFYUI) / "main.py").is_file(),
-                                reason="set VIDEOFIX_COMFYUI to a ComfyUI folder (see the module docstring)")
+pytestmark = pytest.mark.skipif(not COMFYUI, reason="set VIDEOFIX_COMFYUI to a ComfyUI folder (see the module docstring)")
 
 
 def die_with_parent() -> None:
@@ -70,6 +69,9 @@ def comfy(tmp_path_factory):
     from videofix.models.synthetic import formula_codeformer, small_codeformer_config
     from videofix.samples import face_content, write_sample_clip
 
+    # Set but broken (a failed setup): fail, never skip.
+    assert (Path(COMFYUI) / "main.py").is_file(), f"VIDEOFIX_COMFYUI={COMFYUI} has no main.py"
+    assert Path(PYTHON).is_file(), f"VIDEOFIX_COMFYUI_PYTHON={PYTHON} does not exist"
     base = tmp_path_factory.mktemp("comfy_base")
     for d in ("custom_nodes", "models/facerestore_models", "input", "output", "temp", "user", "frontend"):
         (base / d).mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,9 @@ def test_split_steps_equal_one_call_with_film_features(stages, film_frames):
     expected = restore_frames(frames, stages, s, analysis=analysis)
     restored = restore_tracks(frames, analysis, stages, s)
     assert restored.repeats == {3: 2, 6: 5}
-    assert restored.grain and dict(restored.shot_modes)[4] == "luma"
+    # grain on (its level itself is test_film's: the formula network's faces are noisier than
+    # this material, so no grain is added here), luma-only paste from the grey shot on
+    assert restored.grain and restored.grain_seed == 0 and dict(restored.shot_modes)[4] == "luma"
     for (track, frame), crop in restored.crops.items():  # a repeat shows its first frame's face
         if frame in restored.repeats:
             assert crop is restored.crops[(track, restored.repeats[frame])]
@@ -75,11 +77,6 @@ def test_split_steps_equal_one_call_with_film_features(stages, film_frames):
     np.testing.assert_array_equal(out[6], out[5])
     grey_out = out[4:]
     assert (grey_out[..., 0] == grey_out[..., 1]).all() and (grey_out[..., 1] == grey_out[..., 2]).all()
-
-    # the grain is there: without it the faces differ, and only inside the faces
-    clean = restore_frames(frames, stages, settings(grain="off"), analysis=analysis).numpy()
-    assert not np.array_equal(clean, expected.numpy())
-    assert np.array_equal(clean[~changed], expected.numpy()[~changed])
 
 
 def test_grey_batch_stays_grey_with_color_auto(stages, film_frames):

@@ -175,3 +175,117 @@ def test_corrupt_file_fails_alone(assets, cluster, tmp_path, capsys):
     assert_same_video(out / "b.mkv", assets["local"]["b.mkv"][0])
     err = capsys.readouterr().err
     assert "1 done, 2 failed, 0 skipped" in err
+
+
+# ============================================================================ film features
+def test_film_survey_merge_equals_the_one_piece_survey(monkeypatch):
+    """Segments' duplicate checks joined by the driver = one sequential check, also where a
+    borderline chain of near-repeats makes a segment's own check start differently (and,
+    with few head thumbnails, through the re-decode fallback)."""
+    from videofix.film import plan as film_plan
+    from videofix.film.color import ChromaScore
+    from videofix.film.plan import FilmSurvey
+    from videofix.pipeline.analysis import FrameDetections
+
+    base = np.random.default_rng(0).integers(40, 140, (24, 32)).astype(np.int32)
+    for cap in (1, 3, 48):
+        monkeypatch.setattr(film_plan, "HEAD_THUMBS", cap)
+        redone = 0
+        for seed in range(25):
+            r = np.random.default_rng(seed)
+            n = 30
+            offsets = np.cumsum(r.choice([0, 1, 1, 1, 3], n))
+            rgb = [np.repeat(np.clip(base + o, 0, 255).astype(np.uint8)[..., None], 3, -1) for o in offsets]
+            cuts = [bool(i > 0 and r.random() < 0.05) for i in range(n)]
+            one = FilmSurvey(dedup=True)
+            for i in range(n):
+                one(i, rgb[i], [], cuts[i])
+            bounds = [0, *sorted(r.choice(np.arange(1, n), r.integers(1, 4), replace=False).tolist()), n]
+            parts = []
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                seg = FilmSurvey(dedup=True, start=a)
+                for i in range(a, b):
+                    seg.scores.append(ChromaScore(0.0, (0.0, 0.0)))
+                    seg(i, rgb[i], [], cuts[i] if i > a else False)  # a segment's first frame: no cut known
+                parts.append(seg.segment_result())
+
+            def redo(part, finder, start):
+                nonlocal redone
+                redone += 1
+                for i in range(start, part.start + part.frames):
+                    finder.update(i, rgb[i], [], cuts[i])
+
+            frames = [FrameDetections(i, [], cuts[i]) for i in range(n)]
+            merged = FilmSurvey.merge(parts, frames, redo=redo)
+            assert merged.duplicates.runs() == one.duplicates.runs(), (cap, seed, bounds)
+            assert len(merged.scores) == n
+        if cap == 1:
+            assert redone > 0  # the fallback was exercised
+
+
+def _face_clip(path, content, frames=16, **kw):
+    return make_clip(path, frames=frames, size=(224, 160), gop=4, subtitles=False, content=content, **kw)
+
+
+@pytest.fixture(scope="module")
+def film_clips(assets):
+    from videofix.samples import face_content
+
+    d = assets["dir"]
+    colour = face_content(224, 160, face_size=120, seed=1)
+    mono = face_content(224, 160, face_size=120, seed=3)
+
+    def film16(i):  # a colour shot, then a black-and-white one; film grain; 16 fps in 24
+        k = i * 2 // 3  # frames 3-4, 6-7, 9-10, 12-13 repeat; the segment from 4 cuts the run 3-4
+        rgb = colour(k) if k < 4 else np.repeat(mono(k).mean(axis=2, keepdims=True), 3, axis=2)
+        grain = np.random.default_rng(50 + k).normal(0, 6.0, rgb.shape[:2] + (1,))
+        return np.clip(np.rint(rgb + grain), 0, 255).astype(np.uint8)
+
+    wide = face_content(224 + 200, 160, face_size=120, motion=False, degrade=False, noise=0.0, seed=4)(0)
+
+    def woven(t):  # interlaced: the two fields of frame t are 2t and 2t + 1 of a pan
+        first, second = (np.ascontiguousarray(wide[:, (5 * k) % 200:(5 * k) % 200 + 224]) for k in (2 * t, 2 * t + 1))
+        out = first.copy()
+        out[1::2] = second[1::2]
+        return out
+
+    clips = {
+        "film16": _face_clip(d / "film16.mkv", film16, fps=24, codec="ffv1"),  # every frame a keyframe
+        "interlaced": _face_clip(d / "interlaced.mkv", woven, frames=12, crf=16),
+    }
+    local = {}
+    for name, clip in clips.items():
+        out = d / f"local_{name}.mkv"
+        local[name] = (clip, out, restore_video(clip.path, out, assets["settings"], quiet=True))
+    return local
+
+
+@pytest.mark.parametrize("name", ["film16", "interlaced"])
+def test_film_features_give_the_local_runners_frames(film_clips, assets, cluster, tmp_path, name):
+    from videofix.pipeline.distributed import restore_video_ray
+
+    clip, local_out, local_report = film_clips[name]
+    out = tmp_path / "ray.mkv"
+    segments = 4 if name == "film16" else 3  # film16: segments start at 4, 8, 12
+    report = restore_video_ray(clip.path, out, assets["settings"], segments=segments, quiet=True)
+    assert report["ray"]["segments"] == segments
+    film, local_film = report["film"], local_report["film"]
+    if name == "interlaced":
+        assert local_report["deinterlaced"] is True
+    else:  # a colour and a black-and-white shot, grain, a run of repeats across a segment boundary
+        assert [s["mode"] for s in local_film["shots"]] == ["color", "luma"]
+        assert local_film["grain"] and local_film["luma_only_faces"] > 0 and local_film["color_faces"] > 0
+        bounds = [s.start_frame for s in __import__("videofix.io", fromlist=["plan_segments"]).plan_segments(
+            clip.path, count=segments).segments[1:]]
+        assert any(a < b <= c for a, c in local_film["repeat_runs"] for b in bounds), (local_film["repeat_runs"], bounds)
+        assert local_film["faces_reused"] > 0
+    assert_same_video(out, local_out)
+    assert report["tracks"] == local_report["tracks"]
+    assert report["deinterlaced"] == local_report["deinterlaced"]
+    for key in ("frames_written", "faces_restored", "cuts"):
+        assert report[key] == local_report[key], key
+    for key in ("shots", "repeat_runs", "repeated_frames", "faces_reused", "luma_only_faces", "color_faces",
+                "frames_deinterlaced", "upscaler", "grain_seed"):
+        assert film[key] == local_film[key], key
+    assert set(film["grain"]) == set(local_film["grain"])
+    assert not any("film" in n and "Ray" in n for n in report["notes"])

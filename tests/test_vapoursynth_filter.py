@@ -167,6 +167,11 @@ def test_saved_tracks_skip_detection(source, weights, reference, tmp_path):
     (dict(models_dir="/nonexistent"), "models_dir must be an existing folder"),
     (dict(device="tpu"), "tpu"),
     (dict(analysis=42), "analysis must be a FaceAnalysis"),
+    (dict(color="sepia"), "color must be one of auto, color, luma, got 'sepia'"),
+    (dict(grain="on"), "grain must be one of auto, off, got 'on'"),
+    (dict(grain_seed=-1), "grain_seed must be an integer >= 0"),
+    (dict(grain_seed=1.5), "grain_seed must be an integer >= 0"),
+    (dict(dedup="yes"), "dedup must be True or False"),
 ])
 def test_bad_arguments_are_refused_up_front(source, weights, kwargs, message):
     with pytest.raises(vs.Error, match="^restore_faces: ") as err:
@@ -196,3 +201,27 @@ def test_saved_tracks_of_another_clip_are_refused(source, weights, reference, tm
     analysis.save(path)
     with pytest.raises(vs.Error, match=f"analysis covers {FRAMES} frames, the clip has {FRAMES - 1}"):
         run_filter(source[:FRAMES - 1], weights=weights, analysis=str(path))
+
+
+def test_blocks_with_repeated_frames_equal_the_whole_clip(tmp_path, model, weights, monkeypatch):
+    """Film features on (defaults): frame 2 repeats frame 1. A block starting on the repeat
+    restores the run's first frame too, so random access still gives the library's pixels,
+    and the repeat shows exactly the first frame's face."""
+    import videofix.vs as vfvs
+
+    content = face_content(WIDTH, HEIGHT, face_size=110, seed=1)
+    path = tmp_path / "repeats.mkv"
+    write_sample_clip(path, lambda i: content(1 if i == 2 else i), FRAMES, codec="ffv1", pix_fmt="yuv444p",
+                      audio=False)
+    clip = vs.core.resize.Point(vs.core.bs.VideoSource(str(path), cachemode=0), format=vs.RGB24, matrix_in_s="170m")
+    src = frames_of(clip)
+    settings = RestoreSettings(fidelity=0.7, temporal_radius=RADIUS, batch_size=BATCH, parsing=False)
+    stages = LoadedStages(model, create_detector("dlib"), None, torch.device("cpu"))
+    analysis = detect_and_track(src, stages.detector, settings=settings)
+    assert [1, 2] in analysis.extra["film"]["repeat_runs"] and analysis.faces_in(1)
+    expected = restore_frames(src, stages, settings, analysis=analysis)
+    monkeypatch.setattr(vfvs, "block_length", lambda radius, batch: 2)
+    got = frames_of(run_filter(clip, weights=weights), order=[4, 2, 3, 0, 1])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got[2], got[1])
+    assert np.any(got[1] != src[1])

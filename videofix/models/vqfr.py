@@ -36,6 +36,7 @@ from torchvision.ops import deform_conv2d
 
 from videofix.errors import ModelFileError
 from videofix.models.base import Encoded
+from videofix.models.layers import AttnBlock, group_norm
 
 __all__ = ["VQFRv2", "ModulatedDeformConv", "TextureWarpingModule"]
 
@@ -45,18 +46,14 @@ __all__ = ["VQFRv2", "ModulatedDeformConv", "TextureWarpingModule"]
 # ---------------------------------------------------------------------------------------------
 
 
-def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
-
-
 class ResnetBlock(nn.Module):
     """GN-SiLU-conv3x3 twice plus a skip (1x1 conv ``residual_func`` when channels change)."""
 
     def __init__(self, channels_in: int, channels_out: int) -> None:
         super().__init__()
-        self.norm1 = _group_norm(channels_in)
+        self.norm1 = group_norm(channels_in)
         self.conv1 = nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1)
-        self.norm2 = _group_norm(channels_out)
+        self.norm2 = group_norm(channels_out)
         self.conv2 = nn.Conv2d(channels_out, channels_out, kernel_size=3, padding=1)
         self.act = nn.SiLU()
         self.residual_func = (
@@ -67,29 +64,6 @@ class ResnetBlock(nn.Module):
         h = self.conv1(self.act(self.norm1(x)))
         h = self.conv2(self.act(self.norm2(h)))
         return h + self.residual_func(x)
-
-
-class AttnBlock(nn.Module):
-    """Single-head self-attention over the H*W positions, scores scaled by C^-0.5."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = _group_norm(channels)
-        self.q = nn.Conv2d(channels, channels, kernel_size=1)
-        self.k = nn.Conv2d(channels, channels, kernel_size=1)
-        self.v = nn.Conv2d(channels, channels, kernel_size=1)
-        self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        hn = self.norm(x)
-        q = self.q(hn).reshape(b, c, h * w).transpose(1, 2)  # (B, HW, C)
-        k = self.k(hn).reshape(b, c, h * w)  # (B, C, HW)
-        v = self.v(hn).reshape(b, c, h * w)  # (B, C, HW)
-        # Explicit bmm + softmax (not SDPA) to stay numerically close to the reference.
-        attn = torch.softmax(torch.bmm(q, k) * (int(c) ** -0.5), dim=2)  # (B, HWq, HWk)
-        out = torch.bmm(v, attn.transpose(1, 2)).reshape(b, c, h, w)
-        return x + self.proj_out(out)
 
 
 class Downsample(nn.Module):
@@ -116,7 +90,7 @@ class Upsample(nn.Module):
 
 def _head(channels: int, out_channels: int) -> nn.Sequential:
     # Indices 0/1/2 are part of the checkpoint layout (conv_out.0 = GN, conv_out.2 = conv).
-    return nn.Sequential(_group_norm(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+    return nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
 
 
 def _mid_blocks(channels: int, attention: bool) -> nn.Sequential:
@@ -241,16 +215,16 @@ class TextureWarpingModule(nn.Module):
         super().__init__()
         self.offset_conv1 = nn.Sequential(
             nn.Conv2d(channels + cond_channels, channels, kernel_size=1),
-            _group_norm(channels),
+            group_norm(channels),
             nn.SiLU(),
             nn.Conv2d(channels, channels, kernel_size=7, padding=3, groups=channels),
-            _group_norm(channels),
+            group_norm(channels),
             nn.SiLU(),
             nn.Conv2d(channels, channels, kernel_size=1),
         )
         self.offset_conv2 = nn.Sequential(
             nn.Conv2d(channels + previous_offset_channels, channels, kernel_size=3, padding=1),
-            _group_norm(channels),
+            group_norm(channels),
             nn.SiLU(),
         )
         self.dcn = ModulatedDeformConv(channels, deformable_groups)

@@ -187,26 +187,26 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
         try:
             with Progress(analysis.frame_count, "restore", quiet) as bar:
-                for frame in prefetch(film.frames(reader), 8, timer, "decode"):
-                    frames_read += 1
-                    if preview is not None:
-                        preview.add_before(frame.index, frame.picture)
-                    with timer("restore"):
-                        finished = restorer.feed(frame)
+
+                def emit(finished) -> None:
+                    nonlocal frames_written
                     for done in finished:
                         if preview is not None:
                             preview.add_after(done.frame.index, done.picture)
                         writer.submit(done)
                         frames_written += 1
                         bar.update(1)
+
+                for frame in prefetch(film.frames(reader), 8, timer, "decode"):
+                    frames_read += 1
+                    if preview is not None:
+                        preview.add_before(frame.index, frame.picture)
+                    with timer("restore"):
+                        finished = restorer.feed(frame)
+                    emit(finished)
                 with timer("restore"):
                     finished = restorer.finish()
-                for done in finished:
-                    if preview is not None:
-                        preview.add_after(done.frame.index, done.picture)
-                    writer.submit(done)
-                    frames_written += 1
-                    bar.update(1)
+                emit(finished)
         finally:
             writer.close()
         read_report = reader.report

@@ -177,8 +177,11 @@ class FaceRestorationPass:
             upscale=, parse_mask=)` replaces `paste_face` (`videofix.film.paste.FilmPaster`:
             luma-only mode, grain).
         repeats: frame index -> first frame of its run of repeated frames (pass 1,
-            `videofix.film.duplicates`): a repeat is not restored again; the face regions of
-            the run's first output are copied into it (when that frame was emitted here).
+            `videofix.film.duplicates`): a repeat is not restored again (nor pushed when it is
+            context: the engine's windows are a one-piece run's); the face regions of the
+            run's first output are copied into it. A run's first frame before the emit range
+            whose repeats are emitted is restored and pasted too (not emitted; a Ray segment
+            decodes it as context); an emitted repeat whose first was not fed is restored.
         paste: False = restore without pasting (the frames API's split steps): finished
             frames carry their restored faces (`FinishedFrame.restored`, a repeat those of
             its run's first frame) and the pictures as fed; paste them later with a

@@ -239,8 +239,9 @@ def redo_duplicates(source: str, segment: Segment, window: Segment | None, setti
     """Feed `finder` (a `DuplicateFinder`) frames [from_index, segment end) decoded again: the
     rare fallback of `FilmSurvey.merge` when a segment's head thumbnails do not reach the
     frame where its own duplicate check meets the whole video's."""
-    s = RestoreSettings(**settings)
-    plan = _film_plan(s, film)
+    from videofix.film.plan import FilmPlan
+
+    plan = FilmPlan.for_worker(RestoreSettings(**settings), film)  # no upscaler: it runs on the driver
     by_index = {fd.index: fd for fd in frames}
     with open_segment(source, window or segment) as reader:
         for f in plan.frames(reader, keep=(from_index, segment.end_frame)):

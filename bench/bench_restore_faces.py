@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    resolve_dtype(args.dtype, device)  # refuse an unsupported dtype before building anything
     base = formula_codeformer(small_codeformer_config() if args.small else None)
     size = base.input_size
     faces = args.faces or (4 * args.batch_size if device.type != "cpu" else 2)

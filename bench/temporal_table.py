@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in results.items():
         print(f"| {name} | {fmt(row.get('code_flip_rate'))} | {fmt(row.get('decoded_flip_rate'))} | {fmt(row.get('flicker'))} |")
     print()
-    print(f"smoothing cost: " + ", ".join(f"R={r}: {1000 * t_smooth[r]:.1f} ms/frame" for r in radii)
+    print("smoothing cost: " + ", ".join(f"R={r}: {1000 * t_smooth[r]:.1f} ms/frame" for r in radii)
           + f"; encoder {enc_s:.2f} s/frame" + (f", decoder {dec_s:.2f} s/frame" if dec_s else ""))
     if args.json:
         with open(args.json, "w") as f:

@@ -91,7 +91,6 @@ def test_ids_stay_right_through_crossing_hiding_and_a_cut(clip_detections):
     tracks = track_faces(dets, cuts=[cut], max_gap=4, sigma=1.5)
     per_frame = faces_by_frame(tracks)
     owners: dict[int, set] = {}
-    n_checked = n_right = 0
     for f, faces in per_frame.items():
         for face in faces:
             if not face.detected:

@@ -6,9 +6,6 @@ run per property on a generated clip that has it (small CodeFormer, dlib, lossle
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 import torch
 
 import media
+from conftest import run_cli
 from videofix.film.color import MONOCHROME_THRESHOLD, ChromaScore, classify_shots, picture_chroma_score
 from videofix.film.duplicates import DuplicateFinder, repeat_map
 from videofix.film.grain import grain_field, noise_sigma
@@ -33,25 +31,11 @@ W, H = 320, 240
 GRAIN_TOLERANCE = 0.20  # the face's noise level is within 20% of the ring's
 
 
-def run_cli(*args):
-    env = dict(os.environ, VIDEOFIX_OFFLINE="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "videofix", *map(str, args)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def restore(clip_path, out, weights, *extra):
     report = Path(out).with_suffix(".json")
     run_cli("restore", clip_path, "-o", out, "--weights", weights, "--detector", "dlib", "--codec", "ffv1",
             "--device", "cpu", "--temporal-radius", "1", "--batch-size", "4", "--report", report, "--quiet", *extra)
     return json.loads(report.read_text())
-
-
-@pytest.fixture(scope="module")
-def small_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "codeformer_small.pth"
-    torch.save({"params_ema": formula_codeformer(small_codeformer_config()).state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

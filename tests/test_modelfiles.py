@@ -19,12 +19,8 @@ from videofix.models.synthetic import formula_codeformer, small_codeformer_confi
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
+def isolated_env(offline_models_env):
     """Every test starts offline, with an empty private cache and no models / ComfyUI folder."""
-    monkeypatch.setenv("VIDEOFIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("VIDEOFIX_OFFLINE", "1")
-    monkeypatch.delenv("VIDEOFIX_MODELS", raising=False)
-    monkeypatch.delenv("COMFYUI_PATH", raising=False)
 
 
 def put(path: Path, data: bytes = b"x") -> Path:

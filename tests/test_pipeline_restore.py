@@ -102,8 +102,10 @@ def test_clip_without_faces_is_a_plain_reencode(tmp_path, small_weights):
     clip = media.make_clip(tmp_path / "nofaces.mkv", frames=6, size=(96, 64), fps=24, codec="libx264",
                            pix_fmt="yuv420p", audio=True)
     out = tmp_path / "out.mkv"
+    empty = {"VIDEOFIX_CACHE": str(tmp_path / "cache"), "VIDEOFIX_MODELS": str(tmp_path / "models"),
+             "COMFYUI_PATH": str(tmp_path / "comfy")}  # no detector files anywhere
     proc = run_cli("restore", clip.path, "-o", out, "--weights", small_weights, "--codec", "ffv1",
-                   "--device", "cpu", "--report", tmp_path / "r.json")
+                   "--device", "cpu", "--report", tmp_path / "r.json", env=empty)
     assert "no face found" in proc.stderr
     # --detector auto with no detector files present: the offline detector, and it says so
     assert "dlib (auto: no RetinaFace or SCRFD model file found" in proc.stderr

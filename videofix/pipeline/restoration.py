@@ -19,12 +19,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from videofix.faces import estimate_alignment, paste_affine, paste_face, warp_face
 from videofix.faces.masks import region_for_paste
 from videofix.film.duplicates import copy_region, put_region
+from videofix.film.upscale import ResizeUpscaler
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.metrics import TrackMetrics
@@ -32,24 +32,14 @@ from videofix.pipeline.analysis import FaceAnalysis
 from videofix.restore.temporal import RestoredFace, TemporalRestorer
 
 
+_BILINEAR = ResizeUpscaler("bilinear")
+
+
 def upscale_picture(picture: Picture, factor: int) -> Picture:
     """The picture resized `factor` times in each direction, plane by plane, in its own
     pixel format (bilinear, as the official pipeline resizes the background when it has no
     background upsampler). factor 1 returns a copy."""
-    if factor == 1:
-        return picture.copy()
-    w, h = picture.width * factor, picture.height * factor
-    lay = picture.layout
-    planes = []
-    for i, plane in enumerate(picture.planes):
-        if lay.kind == "yuv" and i > 0:  # chroma: ceil(size / subsampling)
-            ph = (h + (1 << lay.log2_chroma_h) - 1) >> lay.log2_chroma_h
-            pw = (w + (1 << lay.log2_chroma_w) - 1) >> lay.log2_chroma_w
-        else:
-            ph, pw = h, w
-        planes.append(np.ascontiguousarray(cv2.resize(plane, (pw, ph), interpolation=cv2.INTER_LINEAR)))
-    return Picture(tuple(planes), picture.pix_fmt, w, h, picture.colorspace, picture.color_range,
-                   picture.color_primaries, picture.color_trc)
+    return _BILINEAR.upscale(picture, factor)
 
 
 @dataclass

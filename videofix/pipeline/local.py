@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from videofix.errors import UsageError
+from videofix.film.plan import FilmOptions
 from videofix.io import OutputFile, open_video, parse_range, probe
 from videofix.io.info import TimeRange
 from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
@@ -51,13 +52,14 @@ class RestoreSettings:
     max_gap: int = 5
     parsing: bool = True
     download: bool = True
-    # old films (videofix.film): colour mode, grain, deinterlacing, background upscaler, repeats
-    color: str = "auto"
-    grain: str = "auto"
-    grain_seed: int = 0
-    deinterlace: str = "auto"
-    upscaler: str = "auto"
-    dedup: bool = True
+    # old films (videofix.film): colour mode, grain, deinterlacing, background upscaler,
+    # repeats; the defaults are the film layer's own (`FilmOptions`)
+    color: str = FilmOptions.color
+    grain: str = FilmOptions.grain
+    grain_seed: int = FilmOptions.grain_seed
+    deinterlace: str = FilmOptions.deinterlace
+    upscaler: str = FilmOptions.upscaler
+    dedup: bool = FilmOptions.dedup
 
     def validate(self) -> None:
         if not 0.0 <= self.fidelity <= 1.0:

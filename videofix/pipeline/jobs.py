@@ -57,7 +57,7 @@ from videofix.pipeline.distributed import (
     write_json_atomic,
 )
 from videofix.pipeline.local import RestoreSettings
-from videofix.pipeline.report import PreviewCollector, choose_preview_frames, track_entries
+from videofix.pipeline.report import PreviewCollector, choose_preview_frames, run_report
 
 log = logging.getLogger("videofix")
 
@@ -533,9 +533,6 @@ class JobRunner:
         sent = sum(m["bytes_sent"] for m in markers)
         received = sum(m["bytes_received"] for m in markers)
         total = time.perf_counter() - it.t_start
-        notes = []
-        if not analysis.tracks:
-            notes.append("no face found: the frames were re-encoded unchanged")
         regions: dict[int, list] = {}
         for m in markers:  # segments in order, frames in order within each
             for t, boxes in m.get("paste_regions", {}).items():
@@ -545,26 +542,16 @@ class JobRunner:
             film.add_figures(m.get("film", {}).get("plan", {}))
         paster = merge_pasters([m.get("film", {}).get("paster", {}) for m in markers], film.options)
         faces_reused = sum(m.get("faces_reused", 0) for m in markers)
-        if film.interlace.deinterlace:
-            notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
         timings = {**it.timings, "restore": round(sum(m["seconds"] for m in markers), 4), "total": round(total, 4)}
+        report = run_report(
+            input_path=it.input, output_path=it.output, settings=self.settings, analysis=analysis,
+            device=", ".join(sorted({a["device"] for a in self.actor_info})) or "unknown",
+            frames_read=it.plan.frame_count, frames_written=frames,
+            faces_restored=sum(m["faces_restored"] for m in markers), timings=timings,
+            max_frames_held=max((m["max_frames_held"] for m in markers), default=0),
+            metrics=sum_metrics(markers), regions=regions, film=film, paster=paster, faces_reused=faces_reused)
         return {
-            "input": it.input,
-            "output": str(it.output),
-            "settings": self.settings.to_dict(),
-            "detector": analysis.detector,
-            "device": ", ".join(sorted({a["device"] for a in self.actor_info})) or "unknown",
-            "frames_read": it.plan.frame_count,
-            "frames_written": frames,
-            "faces_restored": sum(m["faces_restored"] for m in markers),
-            "cuts": analysis.cuts,
-            "timings": timings,
-            "fps": round(frames / max(total, 1e-9), 3),
-            "max_frames_held": max((m["max_frames_held"] for m in markers), default=0),
-            "notes": notes,
-            "tracks": track_entries(analysis, sum_metrics(markers), self.settings.upscale, regions=regions),
-            "deinterlaced": film.interlace.deinterlace,
-            "film": film.report(analysis, paster, frames=frames, faces_reused=faces_reused),
+            **report,
             "ray": {
                 "segments": len(it.plan.segments),
                 "segment_frames": [s.frame_count for s in it.plan.segments],

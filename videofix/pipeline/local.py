@@ -21,7 +21,7 @@ from videofix.film.plan import FilmOptions
 from videofix.io import OutputFile, open_video, parse_range, probe
 from videofix.io.info import TimeRange
 from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
-from videofix.pipeline.report import PreviewCollector, choose_preview_frames, track_entries, write_json_atomic
+from videofix.pipeline.report import PreviewCollector, choose_preview_frames, run_report, write_json_atomic
 from videofix.pipeline.restoration import FaceRestorationPass
 from videofix.pipeline.stages import BackgroundConsumer, Progress, StageTimer, prefetch
 
@@ -215,32 +215,14 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
 
     if frames_written != frames_read:
         raise RuntimeError(f"wrote {frames_written} frames of {frames_read}")
-    notes = []
-    if not analysis.tracks:
-        notes.append("no face found: the frames were re-encoded unchanged")
-    if not read_report.complete:
-        notes.append(read_report.describe(str(input_path)))
-    report = {
-        "input": str(input_path),
-        "output": str(output_path),
-        "settings": settings.to_dict(),
-        "detector": analysis.detector,
-        "device": str(stages.device),
-        "frames_read": frames_read,
-        "frames_written": frames_written,
-        "faces_restored": restorer.faces_restored,
-        "cuts": analysis.cuts,
-        "timings": {**timer.as_dict(), "total": round(time.perf_counter() - t_start, 4)},
-        "fps": round(frames_written / max(time.perf_counter() - t_start, 1e-9), 3),
-        "max_frames_held": restorer.max_pending,
-        "notes": notes,
-        "tracks": track_entries(analysis, restorer.metrics, settings.upscale, regions=regions),
-        "deinterlaced": film.interlace.deinterlace,
-        "film": film.report(analysis, film_options["paster"], frames=frames_written,
-                            faces_reused=restorer.faces_reused),
-    }
-    if film.interlace.deinterlace:
-        notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
+    total = round(time.perf_counter() - t_start, 4)
+    report = run_report(
+        input_path=input_path, output_path=output_path, settings=settings, analysis=analysis,
+        device=str(stages.device), frames_read=frames_read, frames_written=frames_written,
+        faces_restored=restorer.faces_restored, timings={**timer.as_dict(), "total": total},
+        max_frames_held=restorer.max_pending, metrics=restorer.metrics, regions=regions, film=film,
+        paster=film_options["paster"], faces_reused=restorer.faces_reused,
+        notes=[] if read_report.complete else [read_report.describe(str(input_path))])
     if preview is not None:
         preview.add_clean(film_options["paster"].clean)
         report["preview"] = str(preview_path) if preview.write(preview_path, settings.upscale) else None

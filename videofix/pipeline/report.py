@@ -35,6 +35,36 @@ def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upsc
     return out
 
 
+def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, device: str, frames_read: int,
+               frames_written: int, faces_restored: int, timings: dict, max_frames_held: int,
+               metrics: dict[int, TrackMetrics], regions: dict[int, list], film, paster, faces_reused: int,
+               notes: list[str] = ()) -> dict:
+    """The report both runners write: the same keys whether the video was restored in one
+    piece or in Ray segments. `timings` must hold "total"; `notes`: runner-specific notes,
+    after the no-face note and before the deinterlacing note."""
+    notes = (["no face found: the frames were re-encoded unchanged"] if not analysis.tracks else []) + list(notes)
+    if film.interlace.deinterlace:
+        notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
+    return {
+        "input": str(input_path),
+        "output": str(output_path),
+        "settings": settings.to_dict(),
+        "detector": analysis.detector,
+        "device": device,
+        "frames_read": frames_read,
+        "frames_written": frames_written,
+        "faces_restored": faces_restored,
+        "cuts": analysis.cuts,
+        "timings": timings,
+        "fps": round(frames_written / max(timings["total"], 1e-9), 3),
+        "max_frames_held": max_frames_held,
+        "notes": notes,
+        "tracks": track_entries(analysis, metrics, settings.upscale, regions=regions),
+        "deinterlaced": film.interlace.deinterlace,
+        "film": film.report(analysis, paster, frames=frames_written, faces_reused=faces_reused),
+    }
+
+
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """Write JSON under a temporary name, then rename (never a half-written report)."""
     path = Path(path)

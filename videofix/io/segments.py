@@ -113,6 +113,23 @@ def _frame_table(path) -> tuple[object, list[int], set[int]]:
         container.close()
 
 
+def frame_pts(path: str | os.PathLike, range: TimeRange | str | None = None) -> tuple[object, list[int], set[int]]:
+    """(VideoInfo, sorted source pts of every presented frame of `range` (seconds from the
+    first frame; None = all), pts of keyframes), from the packets only (no decoding).
+    Frame i of a plan with the same range has pts[i]. Raises InputError when nothing is left."""
+    if isinstance(range, str):
+        range = parse_range(range)
+    info, pts_list, keys = _frame_table(path)
+    if not pts_list:
+        raise InputError(f"{path}: the video stream has no frames")
+    if range is not None:
+        first, tb = pts_list[0], info.time_base
+        pts_list = [p for p in pts_list if range.contains(float((p - first) * tb))]
+        if not pts_list:
+            raise InputError(f"{path}: range {range} selects no frames")
+    return info, pts_list, keys
+
+
 def plan_segments(path: str | os.PathLike, count: int | None = None, seconds: float | None = None,
                   range: TimeRange | str | None = None) -> SegmentPlan:
     """Cut `path` into keyframe-aligned segments.
@@ -128,15 +145,8 @@ def plan_segments(path: str | os.PathLike, count: int | None = None, seconds: fl
     """
     if isinstance(range, str):
         range = parse_range(range)
-    info, pts_list, keys = _frame_table(path)
+    info, pts_list, keys = frame_pts(path, range)
     tb = info.time_base
-    if not pts_list:
-        raise InputError(f"{path}: the video stream has no frames")
-    first = pts_list[0]
-    if range is not None:
-        pts_list = [p for p in pts_list if range.contains(float((p - first) * tb))]
-        if not pts_list:
-            raise InputError(f"{path}: range {range} selects no frames")
     n = len(pts_list)
     key_idx = [i for i, p in enumerate(pts_list) if p in keys and i > 0]
     if seconds is not None and seconds > 0:

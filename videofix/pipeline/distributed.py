@@ -268,15 +268,9 @@ def join_detections(parts: list[SegmentDetections]) -> list[FrameDetections]:
 def plan_frame_pts(path: str | os.PathLike, plan: SegmentPlan) -> list[int]:
     """The source pts of every frame of `plan`, from the packets (no decoding): what pass 1
     needs to widen its segments by a frame before pass 1 has returned the pts."""
-    from fractions import Fraction
+    from videofix.io.segments import frame_pts
 
-    from videofix.io.info import parse_range
-    from videofix.io.segments import _frame_table
-
-    info, pts, _ = _frame_table(path)
-    if plan.range is not None and pts:
-        r, first, tb = parse_range(plan.range), pts[0], Fraction(plan.time_base)
-        pts = [p for p in pts if r.contains(float((p - first) * tb))]
+    _, pts, _ = frame_pts(path, plan.range)
     if len(pts) != plan.frame_count:
         raise RuntimeError(f"{path}: {len(pts)} frames, the segment plan says {plan.frame_count}")
     return pts

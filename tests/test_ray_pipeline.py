@@ -42,10 +42,10 @@ def assets(tmp_path_factory):
     d = tmp_path_factory.mktemp("ray_assets")
     weights = d / "tiny_codeformer.pth"
     torch.save({"params_ema": formula_codeformer(TINY_CODEFORMER).state_dict()}, weights)
-    a = make_clip(d / "a.mkv", frames=16, size=(224, 160), gop=4, subtitles=False,
-                  content=face_content(224, 160, face_size=120, seed=1))
-    b = make_clip(d / "b.mkv", frames=12, size=(224, 160), gop=4, subtitles=False,
-                  content=face_content(224, 160, face_size=120, seed=2))
+    a = make_clip(d / "a.mkv", frames=16, size=(256, 192), gop=4, subtitles=False,
+                  content=face_content(256, 192, face_size=150, seed=1))
+    b = make_clip(d / "b.mkv", frames=12, size=(256, 192), gop=4, subtitles=False,
+                  content=face_content(256, 192, face_size=150, seed=2))
     settings = RestoreSettings(weights=str(weights), **SETTINGS)
     local = {}
     for clip in (a, b):  # the reference: the local runner, one piece
@@ -224,7 +224,7 @@ def test_film_survey_merge_equals_the_one_piece_survey(monkeypatch):
 
 
 def _face_clip(path, content, frames=16, **kw):
-    return make_clip(path, frames=frames, size=(224, 160), gop=4, subtitles=False, content=content, **kw)
+    return make_clip(path, frames=frames, size=(256, 192), gop=4, subtitles=False, content=content, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +232,8 @@ def film_clips(assets):
     from videofix.samples import face_content
 
     d = assets["dir"]
-    colour = face_content(224, 160, face_size=120, seed=1)
-    mono = face_content(224, 160, face_size=120, seed=3)
+    colour = face_content(256, 192, face_size=150, seed=1)
+    mono = face_content(256, 192, face_size=150, seed=3)
 
     def film16(i):  # a colour shot, then a black-and-white one; film grain; 16 fps in 24
         k = i * 2 // 3  # frames 3-4, 6-7, 9-10, 12-13 repeat; the segment from 4 cuts the run 3-4
@@ -241,10 +241,10 @@ def film_clips(assets):
         grain = np.random.default_rng(50 + k).normal(0, 6.0, rgb.shape[:2] + (1,))
         return np.clip(np.rint(rgb + grain), 0, 255).astype(np.uint8)
 
-    wide = face_content(224 + 200, 160, face_size=120, motion=False, degrade=False, noise=0.0, seed=4)(0)
+    wide = face_content(256 + 200, 192, face_size=150, motion=False, degrade=False, noise=0.0, seed=4)(0)
 
     def woven(t):  # interlaced: the two fields of frame t are 2t and 2t + 1 of a pan
-        first, second = (np.ascontiguousarray(wide[:, (5 * k) % 200:(5 * k) % 200 + 224]) for k in (2 * t, 2 * t + 1))
+        first, second = (np.ascontiguousarray(wide[:, (5 * k) % 200:(5 * k) % 200 + 256]) for k in (2 * t, 2 * t + 1))
         out = first.copy()
         out[1::2] = second[1::2]
         return out

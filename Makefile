@@ -28,7 +28,7 @@ demo: setup
 	@$(PY) scripts/demo.py
 
 test: setup comfyui
-	@$(COMFYUI_ENV) $(PY) -m pytest -q tests
+	@$(COMFYUI_ENV) $(PY) -m pytest -q --durations=25 tests
 
 bench: setup
 	@$(PY) bench/run_all.py

@@ -9,6 +9,8 @@
 # so that nothing of .venv (torch!) gets another version.
 # .comfyui/ is ignored by git: ComfyUI is GPL-3, we download it, we never commit it.
 #
+# Also installs ComfyUI's web editor (comfyui-frontend-package, the version ComfyUI 0.30.0's
+# requirements.txt pins) and, through scripts/setup_chromium.sh, Debian's chromium.
 # Idempotent: does nothing when .comfyui/.installed matches this script, the pins, the
 # .venv install and the checkout's path. Needs .venv (scripts/bootstrap.sh). Fails (exit
 # status != 0) on any error, e.g. when the registry cannot be reached.
@@ -31,6 +33,8 @@ if [ ! -x "$MAIN_PY" ]; then
   echo "setup_comfyui: $MAIN_PY missing, run scripts/bootstrap.sh first" >&2
   exit 1
 fi
+# The browser that tests/test_comfyui_browser.py drives through ComfyUI's editor.
+./scripts/setup_chromium.sh
 
 # One setup at a time in this checkout (make test may run concurrently).
 if command -v flock >/dev/null 2>&1; then
@@ -62,6 +66,9 @@ tar -xzf "$tarball" -C "$DEST/ComfyUI" --strip-components=3 \
   --exclude="$INNER/.ci" --exclude="$INNER/blueprints" --exclude="$INNER/script_examples" \
   "$INNER"
 test -f "$DEST/ComfyUI/main.py"
+# The editor must be the version this ComfyUI was released with.
+fe_pin=$(grep -E '^comfyui-frontend-package==' "$DEST/ComfyUI/requirements.txt")
+grep -qxF "$fe_pin" "$REQS" || { echo "setup_comfyui: ComfyUI wants $fe_pin, $REQS pins another" >&2; exit 1; }
 rm -rf "$DEST/download"
 
 # 3. Its venv: .venv's Python, .venv's packages after its own (site.addsitedir appends).
@@ -78,6 +85,8 @@ pip --python "$DEST/venv/bin/python" install -q -c "$DEST/venv/main-venv-constra
 "$DEST/venv/bin/python" - <<'PY'
 import torch, torchaudio, torchsde, einops, safetensors, psutil, sqlalchemy, alembic, transformers
 import comfy_aimdo, comfy_kitchen, aiohttp, av, videofix
+import comfyui_frontend_package, pathlib  # the web editor ComfyUI serves (tests/test_comfyui_browser.py)
+assert (pathlib.Path(comfyui_frontend_package.__file__).parent / "static" / "index.html").is_file()
 assert torchaudio.__version__.split("+")[0].split(".")[:2] == torch.__version__.split("+")[0].split(".")[:2], \
     (torch.__version__, torchaudio.__version__)
 PY

@@ -45,3 +45,36 @@ def offline_models_env(tmp_path, monkeypatch):
     monkeypatch.delenv("VIDEOFIX_MODELS", raising=False)
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     monkeypatch.delenv("VIDEOFIX_DEBUG", raising=False)
+
+
+# ------------------------------------------------------------------ skip accounting (issue 16)
+# `make test` must show at a glance whether anything was skipped, and why: pytest's own last
+# line leaves "skipped" out when there are none, and -ra lists reasons but no total. With
+# VIDEOFIX_FAIL_ON_SKIP=1 a run with any skip exits non-zero (CI: "0 skipped" is enforced).
+
+
+def _skip_reasons(terminalreporter) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = rep.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        where = rep.nodeid.split("::")[0]
+        key = f"{where}: {reason}"
+        reasons[key] = reasons.get(key, 0) + 1
+    return reasons
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reasons = _skip_reasons(terminalreporter)
+    total = sum(reasons.values())
+    terminalreporter.write_sep("-", f"skipped: {total}", bold=True, yellow=bool(total), green=not total)
+    for key, n in sorted(reasons.items()):
+        terminalreporter.write_line(f"  {n} x {key}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("VIDEOFIX_FAIL_ON_SKIP") == "1" and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and reporter.stats.get("skipped"):
+            session.exitstatus = 1

@@ -135,7 +135,8 @@ def make_clip(
         if pts != sorted(pts):
             raise ValueError("pts must increase")
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
-    out = av.open(str(path), "w", options=options)
+    # bitexact: no random Matroska UIDs or dates, so equal streams give equal files
+    out = av.open(str(path), "w", options=options, container_options={"fflags": "+bitexact"})
     vs = out.add_stream(codec, rate=fps if fps.denominator == 1 else None)
     vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
     cc = vs.codec_context
@@ -146,14 +147,17 @@ def make_clip(
     cc.color_range = 2 if color_range == "pc" else 1
     opts: dict[str, str] = {}
     if codec == "libx264":
+        # one thread: libx264 with more threads gives run-to-run different streams (see
+        # videofix/io/writer.py X264_THREADS), and test clips must be the same on every run
         opts = {"crf": str(crf), "preset": "ultrafast" if bframes == 0 else "veryfast", "bf": str(bframes),
-                "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+                "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "threads": "1"}
         if open_gop:
             opts["x264-params"] = "open-gop=1"
     elif codec == "libx265":
         params = [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0", f"bframes={bframes}", "log-level=error"]
         if open_gop:
             params.append("open-gop=1")
+        params.append("frame-threads=2:pools=2")  # a fixed count: the same stream on any machine
         opts = {"crf": str(crf), "preset": "ultrafast", "x265-params": ":".join(params)}
     elif codec == "ffv1":
         opts = {"level": "3", "g": "1"}

@@ -418,3 +418,52 @@ def test_every_node_a_workflow_names_exists_and_links_fit(monkeypatch, models_di
         api = json.loads(path.with_name(path.name[:-5] + ".api.json").read_text())
         assert sorted(n["type"] for n in nodes.values()) == sorted(v["class_type"] for v in api.values())
         assert len(data["links"]) == sum(isinstance(v, list) for node in api.values() for v in node["inputs"].values())
+
+
+# ----------------------------------------------------------------------------- which faces (select, #14)
+
+
+@pytest.fixture(scope="module")
+def two_people_frames() -> torch.Tensor:
+    """IMAGE batch of two different real people: the astronaut (large, left) and a face of
+    insightface's t1.jpg (smaller, right of centre); see tests/test_face_selection.py."""
+    from test_face_selection import FRAMES as N, two_people
+
+    return torch.from_numpy(np.stack([two_people(i) for i in range(N)]).astype(np.float32) / 255.0)
+
+
+def _changed_columns(out, src, x0, x1):
+    return float((out[:, 60:180, x0:x1] - src[:, 60:180, x0:x1]).abs().mean())
+
+
+def test_selection_and_paste_inputs_on_the_nodes(pack, two_people_frames):
+    from test_face_selection import t1_face
+
+    frames = two_people_frames
+    model = load(pack)
+    node = nodes_of(pack)["VideofixRestoreFaces"]()
+    ref = torch.from_numpy(t1_face(3, 180)[None].astype(np.float32) / 255.0)
+    (only,) = node.restore(frames, model, 0.7, 1, "dlib", 1, 2.0, face_ref=ref)
+    assert _changed_columns(only, frames, 30, 130) == 0 and _changed_columns(only, frames, 180, 212) > 0.02
+    (but,) = node.restore(frames, model, 0.7, 1, "dlib", 1, 2.0, face_ref=ref, exclude=True)
+    assert _changed_columns(but, frames, 180, 212) == 0 and _changed_columns(but, frames, 30, 130) > 0.02
+    (largest,) = node.restore(frames, model, 0.7, 1, "dlib", 1, 2.0, largest_face=True, blend=0.0)
+    assert torch.equal(largest, frames)  # blend 0: the source everywhere
+    (none,) = node.restore(frames, model, 0.7, 1, "dlib", 1, 2.0, det_threshold=0.99)
+    assert torch.equal(none, frames)
+    nodes = nodes_of(pack)
+    tracks, count = nodes["VideofixDetectAndTrack"]().detect(frames, model, "dlib", 2.0, 5, only_center_face=True)
+    assert count == 1 and tracks.extra["selection"]["dropped"] == {"0": "only_center_face"}
+    tracks, count = nodes["VideofixDetectAndTrack"]().detect(frames, model, "dlib", 2.0, 5, max_faces=1,
+                                                            min_face_size=1.0)
+    assert count == 1 and list(tracks.extra["selection"]["dropped"].values()) == ["max_faces"]
+    faces, _ = nodes["VideofixRestoreTracks"]().restore(frames, model, tracks, 0.7, 1, 1)
+    (full,) = nodes["VideofixPasteBack"]().paste(frames, tracks, faces, model)
+    (kept,) = nodes["VideofixPasteBack"]().paste(frames, tracks, faces, model, 1.0, "mouth,eyes")
+    (zero,) = nodes["VideofixPasteBack"]().paste(frames, tracks, faces, model, 0.0)
+    assert torch.equal(zero, frames)
+    assert 0 < _changed_columns(kept, frames, 30, 130) < _changed_columns(full, frames, 30, 130)
+    with pytest.raises(Exception, match="unknown region 'ears'"):
+        nodes["VideofixPasteBack"]().paste(frames, tracks, faces, model, 1.0, "ears")
+    with pytest.raises(Exception, match="exclude needs face references"):
+        node.restore(frames, model, 0.7, 1, "dlib", 1, 2.0, exclude=True)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from videofix.faces import (
-    CutDetector,
     Detection,
     StreamingTracker,
     Tracker,
@@ -219,11 +218,7 @@ def test_streaming_tracker_has_bounded_lag_and_matches_the_offline_result():
 
 
 def test_cut_detector_ignores_motion_and_finds_cuts():
+    """TransNetV2 (videofix.faces.shots): the faces crossing fast (28 px a frame) are not a
+    cut, the change of background and sides is, at its first frame."""
     frames, _, cut = make_clip()
-    det = CutDetector()
-    flags = [det.update(f) for f in frames]
-    assert flags.index(True) == cut and sum(flags) == 1
-    # A fade-free hard cut between two similar-toned shots is still found by the pixel cue.
-    a = _background(5)
-    b = np.ascontiguousarray(a[:, ::-1])
-    assert detect_cuts([a, a, b, b]) == [2]
+    assert detect_cuts(frames) == [cut]

@@ -289,3 +289,25 @@ def test_film_features_give_the_local_runners_frames(film_clips, assets, cluster
         assert film[key] == local_film[key], key
     assert set(film["grain"]) == set(local_film["grain"])
     assert not any("film" in n and "Ray" in n for n in report["notes"])
+
+
+def test_face_selection_and_paste_options_give_the_local_runners_frames(assets, cluster, tmp_path):
+    """Which faces (identity references, decided on the driver after pass 1) and how they are
+    pasted (blend, kept mouth) are the same on Ray segments as in one piece (select, #14)."""
+    import cv2
+
+    from test_face_selection import t1_face, two_people
+    from videofix.pipeline.distributed import restore_video_ray
+
+    clip = make_clip(tmp_path / "two.mkv", frames=8, size=(320, 240), gop=4, subtitles=False, content=two_people)
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(t1_face(3, 180), cv2.COLOR_RGB2BGR))
+    settings = RestoreSettings(weights=str(assets["weights"]), **SETTINGS, face_ref=[str(ref)], exclude=True,
+                               blend=0.6, keep_regions=["mouth"], det_threshold=0.6)
+    local = restore_video(clip.path, tmp_path / "local.mkv", settings, quiet=True)
+    report = restore_video_ray(clip.path, tmp_path / "ray.mkv", settings, segments=2, quiet=True)
+    assert report["ray"]["segments"] == 2
+    assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
+    assert report["selection"] == local["selection"] and list(local["selection"]["dropped"].values()) == [
+        "face_ref_excluded"]
+    assert report["tracks"] == local["tracks"] and len(local["tracks"]) == 1 and local["faces_restored"] == 8

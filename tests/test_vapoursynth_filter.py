@@ -225,3 +225,56 @@ def test_blocks_with_repeated_frames_equal_the_whole_clip(tmp_path, model, weigh
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got[2], got[1])
     assert np.any(got[1] != src[1])
+
+
+# ----------------------------------------------------------------------------- which faces (select, #14)
+
+
+@pytest.fixture(scope="module")
+def two_people_clip(tmp_path_factory):
+    """Two different real people (tests/test_face_selection.py), FFV1 read by bestsource, RGB24."""
+    from test_face_selection import FRAMES as N, t1_face, two_people
+
+    d = tmp_path_factory.mktemp("two")
+    write_sample_clip(d / "two.mkv", two_people, N, codec="ffv1", pix_fmt="yuv444p", audio=False)
+    ref = d / "ref.png"
+    import cv2
+
+    cv2.imwrite(str(ref), cv2.cvtColor(t1_face(3, 180), cv2.COLOR_RGB2BGR))
+    clip = vs.core.bs.VideoSource(str(d / "two.mkv"), cachemode=0)
+    return vs.core.resize.Point(clip, format=vs.RGB24, matrix_in_s="170m"), ref
+
+
+def _column_change(out, src, x0, x1):
+    return float(np.abs(out[:, 60:180, x0:x1].astype(int) - src[:, 60:180, x0:x1]).mean())
+
+
+def test_selection_and_paste_arguments(two_people_clip, weights):
+    clip, ref = two_people_clip
+    src = frames_of(clip)
+    only = frames_of(run_filter(clip, weights=weights, batch_size=1, face_ref=str(ref)))
+    assert _column_change(only, src, 30, 130) == 0 and _column_change(only, src, 180, 212) > 5
+    but = frames_of(run_filter(clip, weights=weights, batch_size=1, face_ref=[ref], exclude=True,
+                               keep_regions="mouth", grain="off"))
+    assert _column_change(but, src, 180, 212) == 0 and _column_change(but, src, 30, 130) > 5
+    full = frames_of(run_filter(clip, weights=weights, batch_size=1, largest_face=True, grain="off"))
+    assert _column_change(full, src, 180, 212) == 0
+    assert _column_change(but, src, 30, 130) < _column_change(full, src, 30, 130)  # the mouth stayed
+    centre = frames_of(run_filter(clip, weights=weights, batch_size=1, only_center_face=True, blend=0.0))
+    np.testing.assert_array_equal(centre, src)
+    small = frames_of(run_filter(clip, weights=weights, batch_size=1, min_face_size=55, max_faces=2,
+                                 det_threshold=0.5))
+    assert _column_change(small, src, 180, 212) == 0 and _column_change(small, src, 30, 130) > 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(blend=1.5), "blend must be a number from 0 to 1"),
+    (dict(keep_regions="mouth,ears"), "unknown region 'ears'"),
+    (dict(max_faces=-1), "max_faces must be an integer >= 0"),
+    (dict(det_threshold=1.0), "det_threshold must be a number between 0 and 1"),
+    (dict(face_ref="missing.png"), "face_ref must be image file paths"),
+    (dict(exclude=True), "exclude needs face references"),
+])
+def test_bad_selection_arguments_are_refused(source, weights, kwargs, message):
+    with pytest.raises(vs.Error, match=message):
+        run_filter(source, weights=weights, **kwargs)

@@ -57,6 +57,20 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _from_media(exc: BaseException) -> bool:
+    """Whether `exc` is an FFmpeg (PyAV) error about the data, not memory or a missing file."""
+    av_error = sys.modules.get("av.error")
+    if av_error is None or not isinstance(exc, av_error.FFmpegError):
+        return False
+    return not isinstance(exc, (MemoryError, av_error.EncoderNotFoundError, av_error.MuxerNotFoundError))
+
+
+def _av_message(exc: BaseException) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    name = getattr(exc, "filename", None)
+    return f"{name}: {msg}".strip() if name else msg.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("VIDEOFIX_DEBUG") == "1"
@@ -78,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless debugging
         if debug:
             raise
+        if _from_media(exc):
+            # FFmpeg refusing data is about the user's file, whichever stage met it: a bad
+            # input (exit 3), never "internal error" (the reader handles the known cases)
+            return _fail(f"cannot read the media: {_av_message(exc)}", 3)
         return _fail(
             f"internal error: {type(exc).__name__}: {exc} (run with VIDEOFIX_DEBUG=1 for details)", 1
         )

@@ -10,7 +10,9 @@ fixed order and downloads it only as the last resort:
    ``ROOT/models/<comfy folder>/<file>`` (``facerestore_models``, ``facedetection``, ...);
 4. the user cache: ``$VIDEOFIX_CACHE`` or ``~/.cache/videofix``;
 5. a download into the cache (urllib; temporary file then atomic rename; progress on
-   stderr; size check). Set ``VIDEOFIX_OFFLINE=1`` to forbid downloads.
+   stderr; size check). Set ``VIDEOFIX_OFFLINE=1`` to forbid downloads, or
+   ``VIDEOFIX_MODEL_BASE_URL=URL`` to download ``URL/<file>`` instead of the official
+   addresses (a mirror on a closed network; also what the tests' local server uses).
 
 No upstream publishes hashes, so the SHA-256 of the first good download is recorded in
 ``<cache>/hashes.json`` and a cached file is checked against it from then on.
@@ -47,6 +49,7 @@ from videofix.errors import ModelFileError, UsageError
 ENV_MODELS = "VIDEOFIX_MODELS"
 ENV_CACHE = "VIDEOFIX_CACHE"
 ENV_OFFLINE = "VIDEOFIX_OFFLINE"
+ENV_BASE_URL = "VIDEOFIX_MODEL_BASE_URL"
 ENV_COMFYUI = "COMFYUI_PATH"
 
 _CHUNK = 1 << 20
@@ -248,10 +251,19 @@ def _verify_cached(entry: ModelFile, path: Path) -> None:
     _write_hashes(hashes)
 
 
+def download_urls(entry: ModelFile) -> tuple[str, ...]:
+    """Where ``entry`` is downloaded from: ``$VIDEOFIX_MODEL_BASE_URL/<file>`` when that is
+    set (a mirror), else the official addresses."""
+    base = os.environ.get(ENV_BASE_URL, "").strip()
+    if base:
+        return (f"{base.rstrip('/')}/{entry.filename}",)
+    return entry.urls
+
+
 def _download(entry: ModelFile, target: Path, *, quiet: bool) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
-    for url in entry.urls:
+    for url in download_urls(entry):
         try:
             _download_one(entry, url, target, quiet=quiet)
             return target
@@ -259,7 +271,7 @@ def _download(entry: ModelFile, target: Path, *, quiet: bool) -> Path:
             errors.append(str(exc))
     raise ModelFileError(
         f"could not download {entry.filename} ({'; '.join(errors)}); download it yourself from "
-        f"{entry.urls[0]} and put it in {target.parent}"
+        f"{download_urls(entry)[0]} and put it in {target.parent}"
     )
 
 

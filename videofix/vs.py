@@ -111,6 +111,16 @@ def restore_faces(
     grain: str = "auto",
     grain_seed: int = 0,
     dedup: bool = True,
+    only_center_face: bool = False,
+    largest_face: bool = False,
+    min_face_size: float = 0.0,
+    max_faces: int = 0,
+    det_threshold: float | None = None,
+    face_ref: str | os.PathLike | list | tuple | None = None,
+    exclude: bool = False,
+    blend: float = 1.0,
+    keep_regions: str | list | tuple = (),
+    occlusion: bool = True,
 ) -> vs.VideoNode:
     """Restore the faces of an RGB clip, temporally stable along each face track.
 
@@ -139,6 +149,22 @@ def restore_faces(
         grain: ``"auto"`` (add grain matching the frame to the restored faces) or ``"off"``.
         grain_seed: seed of the added grain (an integer >= 0).
         dedup: restore repeated frames once and repeat their faces.
+        only_center_face: restore only the face closest to the frame centre (per track: the
+            track that is most often the closest).
+        largest_face: restore only the largest face (the track largest in most frames).
+        min_face_size: leave out tracks whose median face size (sqrt of box w x h) is under
+            this many pixels (0 = no limit).
+        max_faces: at most this many faces restored in any frame, largest first (0 = all).
+        det_threshold: detection score threshold in (0, 1) (None: the detector's own).
+        face_ref: a face photo path or a list of them: restore only those people (or,
+            with ``exclude``, everyone but them), matched by identity embedding.
+        exclude: with ``face_ref``, restore everyone but those people.
+        blend: 0..1, the restored face mixed with the source (1 = restored).
+        keep_regions: ``"mouth,eyes"`` or a list of mouth, eyes, brows, nose: those parts stay
+            the source's (e.g. the mouth of dubbed material).
+        occlusion: with the face-parsing model present, hands and objects in front of a face
+            stay the source's.
+        (The selection rules and masks: `videofix.faces.selection`, `videofix.faces.regions`.)
 
     Returns:
         A clip of the same format, size, length and frame rate, frame properties kept.
@@ -151,12 +177,19 @@ def restore_faces(
                          detector=detector, device=device, batch_size=batch_size, model=model,
                          models_dir=models_dir, dtype=dtype, parsing=parsing, landmark_sigma=landmark_sigma,
                          max_gap=max_gap, color=color, grain=grain, grain_seed=grain_seed, dedup=dedup)
+    _validate_selection(settings, only_center_face=only_center_face, largest_face=largest_face,
+                        min_face_size=min_face_size, max_faces=max_faces, det_threshold=det_threshold,
+                        face_ref=face_ref, exclude=exclude, blend=blend, keep_regions=keep_regions,
+                        occlusion=occlusion)
     tracks = _load_analysis(analysis, clip) if analysis is not None else None
     try:
         stages = load_stages(settings, need_detector=tracks is None, quiet=True)
+        from videofix.pipeline.selection import FaceChooser
+
+        chooser = FaceChooser.from_settings(settings, stages.detector) if tracks is None else None
     except VideofixError as exc:
         raise _error(str(exc)) from None
-    restorer = _ClipRestorer(clip, stages, settings, tracks)
+    restorer = _ClipRestorer(clip, stages, settings, tracks, chooser)
     return clip.std.ModifyFrame(clips=[clip], selector=restorer.frame)
 
 
@@ -226,6 +259,40 @@ def _validate(clip, *, weights, fidelity, temporal_radius, detector, device, bat
     )
 
 
+def _validate_selection(settings: RestoreSettings, *, only_center_face, largest_face, min_face_size, max_faces,
+                        det_threshold, face_ref, exclude, blend, keep_regions, occlusion) -> None:
+    """Check the face-selection and paste arguments and put them into `settings`."""
+    for name, value in (("only_center_face", only_center_face), ("largest_face", largest_face),
+                        ("exclude", exclude), ("occlusion", occlusion)):
+        if not isinstance(value, bool):
+            raise _error(f"{name} must be True or False, got {value!r}")
+    if isinstance(min_face_size, bool) or not isinstance(min_face_size, (int, float)) or min_face_size < 0:
+        raise _error(f"min_face_size must be a number of pixels >= 0, got {min_face_size!r}")
+    if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 0:
+        raise _error(f"max_faces must be an integer >= 0 (0 = all), got {max_faces!r}")
+    if det_threshold is not None and (isinstance(det_threshold, bool) or not isinstance(det_threshold, (int, float))
+                                      or not 0.0 < float(det_threshold) < 1.0):
+        raise _error(f"det_threshold must be a number between 0 and 1 (exclusive) or None, got {det_threshold!r}")
+    if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0.0 <= float(blend) <= 1.0:
+        raise _error(f"blend must be a number from 0 to 1, got {blend!r}")
+    refs = [] if face_ref is None else [face_ref] if isinstance(face_ref, (str, os.PathLike)) else list(face_ref)
+    for ref in refs:
+        if not isinstance(ref, (str, os.PathLike)) or not Path(ref).expanduser().is_file():
+            raise _error(f"face_ref must be image file paths, got {ref!r}")
+    if not isinstance(keep_regions, (str, list, tuple)):
+        raise _error(f"keep_regions must be a string such as 'mouth,eyes' or a list, got {keep_regions!r}")
+    settings.only_center_face, settings.largest_face = only_center_face, largest_face
+    settings.min_face_size, settings.max_faces = float(min_face_size), max_faces
+    settings.det_threshold = None if det_threshold is None else float(det_threshold)
+    settings.face_ref = [str(Path(r).expanduser()) for r in refs]
+    settings.exclude, settings.blend, settings.occlusion = exclude, float(blend), occlusion
+    settings.keep_regions = keep_regions if isinstance(keep_regions, str) else list(keep_regions)
+    try:
+        settings._validate_selection()
+    except VideofixError as exc:
+        raise _error(str(exc)) from None
+
+
 def _load_analysis(analysis, clip: vs.VideoNode) -> FaceAnalysis:
     if not isinstance(analysis, FaceAnalysis):
         if not isinstance(analysis, (str, os.PathLike)):
@@ -262,8 +329,9 @@ class _ClipRestorer:
     """The state behind one `restore_faces` call: tracks, a cache of restored frames."""
 
     def __init__(self, clip: vs.VideoNode, stages: LoadedStages, settings: RestoreSettings,
-                 analysis: FaceAnalysis | None):
+                 analysis: FaceAnalysis | None, chooser=None):
         self.clip = clip
+        self.chooser = chooser  # videofix.pipeline.selection.FaceChooser, applied after pass 1
         self.stages = stages
         self.settings = settings
         if analysis is not None:  # its film survey may be added: not into the caller's object
@@ -293,6 +361,8 @@ class _ClipRestorer:
                                       frame_size=(self.clip.width, self.clip.height),
                                       sigma=s.landmark_sigma, max_gap=s.max_gap, observer=survey)
             self.film.finalize(analysis, survey)
+            if self.chooser is not None and self.chooser.active:
+                analysis = self.chooser.apply(analysis, lambda: ((f.index, f.picture) for f in self._source_frames()))
             self.analysis = analysis
         elif "film" not in self.analysis.extra:
             self.film.survey_colors(self.analysis, self._source_frames())
@@ -320,7 +390,7 @@ class _ClipRestorer:
             k += c1 not in repeats
             c1 += 1
         restorer = FaceRestorationPass(analysis, make_engine(self.stages, self.settings), parser=self.stages.parser,
-                                       emit_range=(e0, b1), **film)
+                                       emit_range=(e0, b1), **film, paste_options=self.settings.paste_options())
         # Faceless frames give the pass nothing to do, so only frames with faces are fed.
         needed = (f for f in self._source_frames(c0, c1)
                   if analysis.faces_in(f.index) and (e0 <= f.index < b1 or f.index not in repeats))

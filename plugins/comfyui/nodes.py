@@ -118,11 +118,13 @@ class FaceRestorerModel:
     weights: str
     detectors: dict[str, Any] = field(default_factory=dict)
 
-    def detector(self, name: str):
-        """The face detector `name` (``auto``: the best whose files are present)."""
+    def detector(self, name: str, score_threshold: float | None = None):
+        """The face detector `name` (``auto``: the best whose files are present), keeping faces
+        scoring at least `score_threshold` (None: the detector's own threshold)."""
         if name not in DETECTORS:
             raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
-        if name not in self.detectors:
+        key = name if score_threshold is None else f"{name}@{float(score_threshold)}"
+        if key not in self.detectors:
             from videofix.faces import create_detector
 
             model_path = None
@@ -130,11 +132,12 @@ class FaceRestorerModel:
                 filename = modelfiles.get(_DETECTOR_FILES[name]).filename
                 model_path = folder_paths.get_full_path(DETECTOR_FOLDER, filename)
             det_device = "cuda" if self.stages.device.type == "cuda" else "cpu"
-            self.detectors[name] = create_detector(name, self.settings.models_dir, det_device, model_path=model_path)
-        return self.detectors[name]
+            self.detectors[key] = create_detector(name, self.settings.models_dir, det_device, model_path=model_path,
+                                                  score_threshold=score_threshold)
+        return self.detectors[key]
 
-    def stages_with(self, detector: str) -> LoadedStages:
-        return replace(self.stages, detector=self.detector(detector))
+    def stages_with(self, detector: str, score_threshold: float | None = None) -> LoadedStages:
+        return replace(self.stages, detector=self.detector(detector, score_threshold))
 
 
 def load_model(model_name: str, architecture: str = "auto", device: str = "auto", dtype: str = "fp32",
@@ -207,6 +210,58 @@ _GRAIN_SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "see
 _DEDUP = ("BOOLEAN", {"default": True, "tooltip": "repeated frames (slow films in faster containers) are restored "
                                                   "once and their faces repeated"})
 
+# which faces, and how much of each is pasted (videofix.pipeline.selection, videofix.faces.regions);
+# appended at the end of the optional inputs so saved UI workflows keep their widget order
+_SELECT = {
+    "only_center_face": ("BOOLEAN", {"default": False, "tooltip": "restore only the face closest to the frame "
+                                                                  "centre (the track that is most often so)"}),
+    "largest_face": ("BOOLEAN", {"default": False, "tooltip": "restore only the largest face (the track that is "
+                                                              "the largest in most of its frames)"}),
+    "min_face_size": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 8192.0, "step": 1.0,
+                                "tooltip": "leave out faces whose median size (sqrt of box w x h) is under this "
+                                           "many pixels (0 = no limit)"}),
+    "max_faces": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "at most this many faces restored in any "
+                                                                          "frame, largest first (0 = all)"}),
+    "det_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01,
+                                "tooltip": "detection score threshold (0 = the detector's own: RetinaFace 0.8, "
+                                           "SCRFD 0.5, dlib 0.5)"}),
+    "exclude": ("BOOLEAN", {"default": False, "tooltip": "with face_ref: restore everyone but those people"}),
+    "face_ref": ("IMAGE", {"tooltip": "photos of the people to restore (each image of the batch is one "
+                                      "reference), matched by face identity"}),
+}
+_PASTE = {
+    "blend": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                        "tooltip": "the restored face mixed with the original: 1 = restored, 0 = original"}),
+    "keep_regions": ("STRING", {"default": "", "tooltip": "parts that stay the source's, e.g. 'mouth' for dubbed "
+                                                         "or lip-synced material: any of mouth,eyes,brows,nose"}),
+    "occlusion": ("BOOLEAN", {"default": True, "tooltip": "with the face-parsing model: hands and objects in front "
+                                                          "of a face stay the source's"}),
+}
+
+
+def _selection_changes(only_center_face=False, largest_face=False, min_face_size=0.0, max_faces=0,
+                       det_threshold=0.0, exclude=False, face_ref=None) -> tuple[dict, list | None, float | None]:
+    """(RestoreSettings changes, reference images as uint8 RGB arrays or None, detector threshold)."""
+    refs = None
+    if face_ref is not None:
+        import numpy as np
+
+        arr = face_ref.detach().cpu().float().numpy() if hasattr(face_ref, "detach") else np.asarray(face_ref)
+        if arr.ndim == 3:
+            arr = arr[None]
+        refs = [np.clip(np.rint(a[..., :3] * 255.0), 0, 255).astype(np.uint8) for a in arr]
+    if exclude and not refs:
+        raise ValueError("exclude needs face references (connect face_ref images)")
+    threshold = float(det_threshold) if det_threshold and float(det_threshold) > 0 else None
+    changes = dict(only_center_face=bool(only_center_face), largest_face=bool(largest_face),
+                   min_face_size=float(min_face_size), max_faces=int(max_faces), det_threshold=threshold,
+                   exclude=bool(exclude))
+    return changes, refs, threshold
+
+
+def _paste_changes(blend=1.0, keep_regions="", occlusion=True) -> dict:
+    return dict(blend=float(blend), keep_regions=str(keep_regions or ""), occlusion=bool(occlusion))
+
 
 class VideofixLoadModel:
     """Load a face restorer (CodeFormer / VQFR) from ``models/facerestore_models``."""
@@ -255,16 +310,22 @@ class VideofixRestoreFaces:
                 "detector": _DETECTOR,
             },
             "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA, "color": _COLOR, "grain": _GRAIN,
-                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP},
+                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP, **_SELECT, **_PASTE},
         }
 
     def restore(self, images, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0,
-                color="auto", grain="auto", grain_seed=0, dedup=True):
+                color="auto", grain="auto", grain_seed=0, dedup=True, only_center_face=False, largest_face=False,
+                min_face_size=0.0, max_faces=0, det_threshold=0.0, exclude=False, face_ref=None, blend=1.0,
+                keep_regions="", occlusion=True):
+        select, refs, threshold = _selection_changes(only_center_face, largest_face, min_face_size, max_faces,
+                                                     det_threshold, exclude, face_ref)
         settings = _settings(model, fidelity=float(fidelity), temporal_radius=int(temporal_radius),
                              batch_size=int(batch_size), landmark_sigma=float(landmark_sigma), color=str(color),
-                             grain=str(grain), grain_seed=int(grain_seed), dedup=bool(dedup))
+                             grain=str(grain), grain_seed=int(grain_seed), dedup=bool(dedup), **select,
+                             **_paste_changes(blend, keep_regions, occlusion))
         progress = _Progress(2 * int(images.shape[0]))
-        return (restore_frames(images, model.stages_with(detector), settings, progress=progress),)
+        return (restore_frames(images, model.stages_with(detector, threshold), settings, progress=progress,
+                               reference_images=refs),)
 
 
 class VideofixDetectAndTrack:
@@ -280,13 +341,16 @@ class VideofixDetectAndTrack:
     def INPUT_TYPES(cls):
         return {
             "required": {"images": ("IMAGE",), "model": (MODEL_TYPE,), "detector": _DETECTOR},
-            "optional": {"landmark_sigma": _SIGMA, "max_gap": _GAP},
+            "optional": {"landmark_sigma": _SIGMA, "max_gap": _GAP, **_SELECT},
         }
 
-    def detect(self, images, model, detector, landmark_sigma=2.0, max_gap=5):
-        settings = _settings(model, landmark_sigma=float(landmark_sigma), max_gap=int(max_gap))
-        analysis = detect_and_track(images, model.detector(detector), settings=settings,
-                                    progress=_Progress(int(images.shape[0])))
+    def detect(self, images, model, detector, landmark_sigma=2.0, max_gap=5, only_center_face=False,
+               largest_face=False, min_face_size=0.0, max_faces=0, det_threshold=0.0, exclude=False, face_ref=None):
+        select, refs, threshold = _selection_changes(only_center_face, largest_face, min_face_size, max_faces,
+                                                     det_threshold, exclude, face_ref)
+        settings = _settings(model, landmark_sigma=float(landmark_sigma), max_gap=int(max_gap), **select)
+        analysis = detect_and_track(images, model.detector(detector, threshold), settings=settings,
+                                    progress=_Progress(int(images.shape[0])), reference_images=refs)
         return (analysis, len(analysis.tracks))
 
 
@@ -343,12 +407,16 @@ class VideofixPasteBack:
     def INPUT_TYPES(cls):
         return {
             "required": {"images": ("IMAGE",), "tracks": (TRACKS_TYPE,), "faces": (FACES_TYPE,)},
-            "optional": {"model": (MODEL_TYPE, {"tooltip": "gives the face-parsing mask when it has one"})},
+            "optional": {"model": (MODEL_TYPE, {"tooltip": "gives the face-parsing mask when it has one"}), **_PASTE},
         }
 
-    def paste(self, images, tracks, faces: RestoredFaces, model=None):
+    def paste(self, images, tracks, faces: RestoredFaces, model=None, blend=1.0, keep_regions="", occlusion=True):
+        from videofix.faces.regions import PasteOptions
+
         parser = model.stages.parser if model is not None else None
-        return (paste_back(images, tracks, faces, parser=parser, progress=_Progress(int(images.shape[0]))),)
+        options = PasteOptions(**_paste_changes(blend, keep_regions, occlusion))
+        return (paste_back(images, tracks, faces, parser=parser, progress=_Progress(int(images.shape[0])),
+                           paste_options=options),)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {
@@ -405,15 +473,20 @@ class VideofixRestoreFacesVideo:
                 "detector": _DETECTOR,
             },
             "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA, "color": _COLOR, "grain": _GRAIN,
-                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP},
+                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP, **_SELECT, **_PASTE},
         }
 
     def restore(self, video, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0,
-                color="auto", grain="auto", grain_seed=0, dedup=True):
+                color="auto", grain="auto", grain_seed=0, dedup=True, only_center_face=False, largest_face=False,
+                min_face_size=0.0, max_faces=0, det_threshold=0.0, exclude=False, face_ref=None, blend=1.0,
+                keep_regions="", occlusion=True):
         VideoFromComponents, VideoComponents = _video_api()
         components = video.get_components()
-        (images,) = VideofixRestoreFaces().restore(components.images, model, fidelity, temporal_radius, detector,
-                                                   batch_size, landmark_sigma, color, grain, grain_seed, dedup)
+        (images,) = VideofixRestoreFaces().restore(
+            components.images, model, fidelity, temporal_radius, detector, batch_size, landmark_sigma, color, grain,
+            grain_seed, dedup, only_center_face=only_center_face, largest_face=largest_face,
+            min_face_size=min_face_size, max_faces=max_faces, det_threshold=det_threshold, exclude=exclude,
+            face_ref=face_ref, blend=blend, keep_regions=keep_regions, occlusion=occlusion)
         return (VideoFromComponents(VideoComponents(images=images, audio=components.audio,
                                                     frame_rate=components.frame_rate)),)
 

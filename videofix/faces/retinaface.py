@@ -131,6 +131,9 @@ class RetinaFaceDetector(Detector):
         return (loc[0].float().cpu().numpy(), conf[0, :, 1].float().cpu().numpy(),
                 landms[0].float().cpu().numpy(), priors, pw, ph)
 
+    def _backend_threshold(self, threshold: float | None) -> None:
+        self.conf_threshold = 0.8 if threshold is None else float(threshold)
+
     def _detect_scaled(self, rgb: np.ndarray) -> list[Detection]:
         loc, scores, landms, priors, pw, ph = self.raw_outputs(rgb)
         boxes, scores, lms = decode_retinaface(loc, scores, landms, priors, pw, ph,

@@ -158,6 +158,9 @@ class ScrfdDetector(Detector):
         folder = resolve_model("buffalo_l", path=model_path, models_dir=models_dir, download=download)
         return cls(folder, **kw)
 
+    def _backend_threshold(self, threshold: float | None) -> None:
+        self.det_threshold = 0.5 if threshold is None else float(threshold)
+
     def _detect_scaled(self, rgb: np.ndarray) -> list[Detection]:
         h, w = rgb.shape[:2]
         if self.static_hw is not None:

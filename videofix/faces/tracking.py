@@ -7,7 +7,7 @@
   beyond the gates are impossible; the assignment is Hungarian (scipy), one detection per
   track and one track per detection, so two faces on screen together are never merged.
   A track survives up to ``max_gap`` missed frames; a cut ends every track.
-* :class:`CutDetector` finds shot cuts on small blurred thumbnails (motion-adaptive).
+* shot cuts come from :mod:`videofix.faces.shots` (TransNetV2).
 * :func:`track_faces` does it all for a whole file, fills the short misses by linear
   interpolation, and smooths the landmarks with a zero-phase filter (a symmetric Gaussian
   along time whose window shrinks symmetrically at the track's ends: no lag, no bias on
@@ -23,7 +23,6 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -244,7 +243,7 @@ def track_faces(detections_per_frame: Sequence[Sequence[Detection]], cuts: Itera
     """Tracks for a whole file.
 
     detections_per_frame: list over frames (index = frame index) of that frame's detections.
-    cuts: frame indices that start a new shot (e.g. from :class:`CutDetector`).
+    cuts: frame indices that start a new shot (e.g. from `videofix.faces.shots.detect_cuts`).
     max_gap: misses a track survives (filled by interpolation). sigma: landmark smoothing in
     frames (0: off). min_detections: drop tracks detected in fewer frames (one-frame false
     positives would flash a restored face; HOG makes some on noisy frames).
@@ -318,63 +317,3 @@ class StreamingTracker:
         out = [(f, self._faces_at(f)) for f in self._pending]
         self._pending = []
         return out
-
-
-# --------------------------------------------------------------------------- cuts
-
-class CutDetector:
-    """Shot-cut detection on small blurred colour thumbnails (64x36).
-
-    ``update(rgb) -> bool`` (uint8 HxWx3 RGB; True when this frame starts a new shot, never for
-    the first frame). Two cues against the previous frame: the distance of per-channel
-    16-bin histograms (half L1, 0..1; blind to motion inside the shot) and the mean absolute
-    difference of the thumbnails (0..1). A cut is a histogram change above `hist_threshold`,
-    or a thumbnail change above `diff_threshold` that is also `ratio` times the median change
-    of the last `history` frames of the shot: fast motion raises that baseline, so a moving
-    face is not a cut while a new shot with similar colours still is.
-    ``last_scores`` keeps (hist, diff) of the last frame for inspection.
-    """
-
-    def __init__(self, hist_threshold: float = 0.4, diff_threshold: float = 0.1, ratio: float = 2.5,
-                 history: int = 8, thumb_size: tuple[int, int] = (64, 36)):
-        self.hist_threshold = float(hist_threshold)
-        self.diff_threshold = float(diff_threshold)
-        self.ratio = float(ratio)
-        self.history = int(history)
-        self.thumb_size = thumb_size
-        self._prev = None
-        self._diffs: list[float] = []
-        self.last_scores = (0.0, 0.0)
-
-    def _features(self, rgb: np.ndarray):
-        thumb = cv2.resize(np.ascontiguousarray(rgb), self.thumb_size, interpolation=cv2.INTER_AREA)
-        thumb = cv2.GaussianBlur(thumb, (5, 5), 0).astype(np.float32) / 255.0
-        bins = (thumb * 15.999).astype(np.int64)
-        hist = np.concatenate([np.bincount(bins[..., c].ravel(), minlength=16) for c in range(3)]).astype(np.float64)
-        return thumb, hist / (hist.sum() / 3.0)
-
-    def update(self, rgb: np.ndarray) -> bool:
-        thumb, hist = self._features(rgb)
-        prev, self._prev = self._prev, (thumb, hist)
-        if prev is None:
-            return False
-        h = 0.5 * float(np.abs(hist - prev[1]).sum()) / 3.0
-        d = float(np.abs(thumb - prev[0]).mean())
-        self.last_scores = (h, d)
-        baseline = float(np.median(self._diffs)) if self._diffs else 0.0
-        cut = h > self.hist_threshold or (d > self.diff_threshold and d > self.ratio * baseline)
-        if cut:
-            self._diffs = []
-        else:
-            self._diffs = (self._diffs + [d])[-self.history:]
-        return cut
-
-    def reset(self) -> None:
-        self._prev = None
-        self._diffs = []
-
-
-def detect_cuts(frames: Iterable[np.ndarray], **options) -> list[int]:
-    """Indices of frames that start a new shot (uint8 RGB frames in order)."""
-    det = CutDetector(**options)
-    return [i for i, f in enumerate(frames) if det.update(f)]

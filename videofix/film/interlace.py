@@ -125,17 +125,34 @@ class InterlaceProbe:
 _ORDER_CODES = {v[0]: k for k, v in FIELD_ORDERS.items()}
 
 
+def _decoded(container, stream):
+    """Decoded frames, skipping packets the decoder refuses (a damaged packet must not stop
+    the probe: the reader conceals or repeats that frame and the run goes on)."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError as exc:
+                if isinstance(exc, MemoryError):
+                    raise
+        yield from stream.decode(None)
+    except av.error.FFmpegError:
+        return  # truncated: what was decoded is enough for a probe
+
+
 def probe_interlace(path, frames: int = 24) -> InterlaceProbe:
     """Read the field-order tag and the first `frames` frames of `path` (PyAV, luma only)."""
-    import av
+    from videofix.io.info import open_input  # a file or an image-sequence spec
 
     probe = InterlaceProbe()
     lumas = []
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         probe.field_order = FIELD_ORDERS.get(int(stream.codec_context.field_order or 0), ("unknown",))[0]
-        for frame in container.decode(stream):
+        for frame in _decoded(container, stream):
             pic = Picture.from_av(frame)
             luma = pic.planes[0] if pic.layout.kind in ("yuv", "gray") else _grey(pic)
             probe.frames += 1

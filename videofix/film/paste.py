@@ -14,6 +14,7 @@ changes:
 
 from __future__ import annotations
 
+import threading
 import time
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class GrainStats:
         n = max(1, self.faces)
         return {"faces": self.faces, "ring_sigma": round(self.ring / n, 3), "face_sigma_before": round(self.face / n, 3),
                 "added_sigma": round(self.added / n, 3)}
+
+
+# Pastes of different frames may run in threads at once (the local runner's --workers): the
+# figures are updated under one lock (a module lock: pasters are deep-copied and pickled)
+_FIGURES = threading.Lock()
 
 
 class FilmPaster:
@@ -77,21 +83,23 @@ class FilmPaster:
         return self.modes[i] if i >= 0 else "color"
 
     def paste(self, output: Picture, frame_index: int, track_id: int, restored: np.ndarray, affine: np.ndarray, *,
-              upscale: int = 1, parse_mask: np.ndarray | None = None) -> None:
+              upscale: int = 1, parse_mask: np.ndarray | None = None, blend: float = 1.0) -> None:
         """Blend one restored face (uint8 (S, S, 3) **RGB**, `affine` frame -> crop at source
-        size) into `output` (the frame at `upscale` times the source size), in place."""
+        size) into `output` (the frame at `upscale` times the source size), in place.
+        parse_mask / blend: see `videofix.faces.paste.face_layer`."""
         t0 = time.perf_counter()
         layer = face_layer(restored, affine, (output.height, output.width), upscale=upscale, parse_mask=parse_mask,
-                           align_box=output.align_box)
+                           align_box=output.align_box, blend=blend)
         if layer is None:
             return
         box, face, mask = layer
         rgb = np.clip(face * np.float32(1.0 / 255.0), 0.0, 1.0)
         luma_only = self.mode_at(frame_index) == "luma"
-        if luma_only:
-            self.luma_faces += 1
-        else:
-            self.color_faces += 1
+        with _FIGURES:
+            if luma_only:
+                self.luma_faces += 1
+            else:
+                self.color_faces += 1
         if frame_index in self.keep_clean and self.grain:
             clean = self.clean.setdefault(frame_index, output.copy())
             clean.blend_rgb(rgb, mask, box, luma_only=luma_only)
@@ -101,8 +109,9 @@ class FilmPaster:
         t2 = time.perf_counter()
         output.blend_rgb(rgb, mask, box, luma_only=luma_only)
         t3 = time.perf_counter()
-        self.seconds["grain"] += t2 - t1
-        self.seconds["paste"] += (t1 - t0) + (t3 - t2)
+        with _FIGURES:
+            self.seconds["grain"] += t2 - t1
+            self.seconds["paste"] += (t1 - t0) + (t3 - t2)
 
     def _add_grain(self, output: Picture, rgb: np.ndarray, mask: np.ndarray, box, frame_index: int,
                    track_id: int) -> np.ndarray:
@@ -120,11 +129,12 @@ class FilmPaster:
         if not np.isfinite(ring_sigma) or not np.isfinite(face_sigma):
             return rgb
         need = added_sigma(ring_sigma, face_sigma)
-        st = self.stats.setdefault(int(track_id), GrainStats())
-        st.faces += 1
-        st.ring += ring_sigma
-        st.face += face_sigma
-        st.added += need
+        with _FIGURES:
+            st = self.stats.setdefault(int(track_id), GrainStats())
+            st.faces += 1
+            st.ring += ring_sigma
+            st.face += face_sigma
+            st.added += need
         if need <= 0.0:
             return rgb
         field = grain_field((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,

@@ -84,9 +84,21 @@ class FilmSurvey:
         self.seconds["color_check"] += time.perf_counter() - t0
 
     def __call__(self, index: int, rgb: np.ndarray, detections, cut: bool) -> None:
+        self.observe(index, self.prepare(rgb), detections, cut)
+
+    def prepare(self, rgb: np.ndarray):
+        """The part of a frame the survey keeps (its duplicate thumbnail), made as soon as the
+        detection image exists: pass 1 calls `observe` later, once the frame's cut is known."""
+        if self.duplicates is None:
+            return None
+        t0 = time.perf_counter()
+        thumb = duplicate_thumbnail(rgb)
+        self.seconds["duplicate_check"] += time.perf_counter() - t0
+        return thumb
+
+    def observe(self, index: int, thumb, detections, cut: bool) -> None:
         t0 = time.perf_counter()
         if self.duplicates is not None:
-            thumb = duplicate_thumbnail(rgb)
             repeat = self.duplicates.update_thumb(index, thumb, detections, cut)
             if self._recording:
                 u8 = thumb.astype(np.uint8)

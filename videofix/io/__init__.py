@@ -3,13 +3,15 @@
 Decode (`open_video`, threaded, native pixel formats as `Picture`), encode (`VideoWriter`),
 mux the source's audio/subtitles/metadata back by stream copy and rename atomically
 (`finalize_output`, `OutputFile`), and keyframe-aligned segments for the parallel runner
-(`plan_segments`, `open_segment`, `join_segments`). See docs/DESIGN.md for the contracts.
+(`plan_segments`, `open_segment`, `join_segments`); image sequences (`frames/%06d.dpx`) in and
+out through the same calls (`videofix.io.sequence`). See docs/DESIGN.md for the contracts.
 """
 
 from videofix.io.info import StreamInfo, TimeRange, VideoInfo, parse_range, probe
 from videofix.io.picture import LAYOUTS, Picture, default_matrix
 from videofix.io.reader import DecodedFrame, ReadReport, VideoReader, open_video
 from videofix.io.segments import Segment, SegmentPlan, join_segments, open_segment, plan_segments
+from videofix.io.sequence import ImageSequence, SequenceWriter, is_sequence_pattern, scan_sequence, sequence_spec
 from videofix.io.writer import (
     OutputFile,
     VideoWriter,
@@ -20,7 +22,8 @@ from videofix.io.writer import (
 )
 
 __all__ = [
-    "LAYOUTS", "DecodedFrame", "OutputFile", "Picture", "ReadReport", "Segment", "SegmentPlan",
+    "LAYOUTS", "DecodedFrame", "ImageSequence", "SequenceWriter", "is_sequence_pattern", "scan_sequence",
+    "sequence_spec", "OutputFile", "Picture", "ReadReport", "Segment", "SegmentPlan",
     "StreamInfo", "TimeRange", "VideoInfo", "VideoReader", "VideoWriter", "check_output",
     "choose_pix_fmt", "default_matrix", "finalize_output", "join_segments", "open_segment",
     "open_video", "parse_range", "plan_segments", "probe", "resolve_codec",

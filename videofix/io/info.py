@@ -110,7 +110,12 @@ class VideoInfo:
 # --------------------------------------------------------------------------- range
 @dataclass(frozen=True)
 class TimeRange:
-    """A part of a video in seconds from its first frame; None = open side. End exclusive."""
+    """A part of a video in seconds from its first frame; None = open side. End exclusive.
+
+    Seconds count from the first frame's time on the file's timeline
+    (`videofix.io.timeline`), not from the stream's zero: a stream whose first frame is at
+    3.2 s has `TimeRange(0, 1)` = its frames at 3.2 <= t < 4.2 s. A frame belongs to the
+    range when its own start time is in it (start <= t < end)."""
 
     start: float | None = None
     end: float | None = None
@@ -142,8 +147,9 @@ def _parse_time(text: str) -> float:
 
 
 def parse_range(text: str) -> TimeRange:
-    """Parse `START:END`; each side is seconds ("12.5") or a timecode HH:MM:SS(.mmm);
-    either side may be empty ("10:", ":00:01:00"). Raises `UsageError` with one line.
+    """Parse `START:END`; each side is seconds ("12.5") or a timecode HH:MM:SS(.mmm),
+    counted from the video's first frame whatever its start time (see `TimeRange`); either
+    side may be empty ("10:", ":00:01:00"). Raises `UsageError` with one line.
 
     >>> parse_range("1.5:3")
     TimeRange(start=1.5, end=3.0)
@@ -184,7 +190,13 @@ def _short_av_error(exc: BaseException) -> str:
 
 
 def open_input(path: str | os.PathLike) -> av.container.InputContainer:
-    """`av.open` for reading with one-line `InputError`s for every way it can fail."""
+    """`av.open` for reading with one-line `InputError`s for every way it can fail.
+    An image-sequence spec (`frames/%06d.dpx@24`, see videofix.io.sequence) opens with the
+    image2 demuxer."""
+    from videofix.io.sequence import is_sequence_pattern, open_sequence
+
+    if is_sequence_pattern(path):
+        return open_sequence(path)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -282,6 +294,8 @@ def describe(container, path) -> VideoInfo:
     start_pts = v.start_time if v.start_time is not None else 0
     if v.frames and v.frames > 0:
         frame_count, exact = int(v.frames), True
+    elif container.format.name == "image2" and v.duration:
+        frame_count, exact = int(v.duration), True  # an image sequence: one file per pts unit
     elif duration is not None and avg_fps:
         frame_count, exact = int(round(duration * avg_fps)), False
     else:

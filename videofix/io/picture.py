@@ -118,6 +118,18 @@ _REPACK = {
     "gbrap": "gbrp", "gbrap10le": "gbrp10le", "gbrap12le": "gbrp12le", "gbrap16le": "gbrp16le",
     "pal8": "rgb24", "monob": "gray", "monow": "gray", "ya8": "gray",
     "yuv411p": "yuv444p", "yuv410p": "yuv444p", "yuvj411p": "yuvj444p",
+    # image sequences (videofix.io.sequence): 16-bit DPX/TIFF/PNG, big-endian DPX, EXR floats.
+    # RGB -> planar GBR of the same depth is an exact repacking; alpha is dropped (the
+    # sequence writer takes it back from the source file); floats are clipped to 0..1 and
+    # quantised to 16 bits for the face stages (the writer keeps the source's floats wherever
+    # the picture was not changed).
+    "rgb48le": "gbrp16le", "rgb48be": "gbrp16le", "bgr48le": "gbrp16le", "bgr48be": "gbrp16le",
+    "rgba64le": "gbrp16le", "rgba64be": "gbrp16le", "bgra64le": "gbrp16le", "bgra64be": "gbrp16le",
+    "gbrp10be": "gbrp10le", "gbrp12be": "gbrp12le", "gbrp16be": "gbrp16le", "gbrap12le": "gbrp12le",
+    "gbrpf32le": "gbrp16le", "gbrapf32le": "gbrp16le", "grayf32le": "gray16le",
+    "gbrpf16le": "gbrp16le", "gbrapf16le": "gbrp16le", "grayf16le": "gray16le",
+    "gray16be": "gray16le", "gray10be": "gray10le", "gray12be": "gray12le", "ya16le": "gray16le",
+    "ya16be": "gray16le",
 }
 
 

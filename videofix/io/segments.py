@@ -1,7 +1,8 @@
 """Keyframe-aligned segments for the parallel runner.
 
-`plan_segments` reads the video packets (no decoding), numbers frames in presentation
-order (pts-sorted, discarded packets left out) and cuts at keyframes. Each `Segment`
+`plan_segments` numbers frames in presentation order with the file's `Timeline`
+(`videofix.io.timeline`: from the packets, no decoding; the reader uses the same one) and
+cuts at keyframes. Each `Segment`
 holds an exact frame range and its pts bounds, so `open_segment` yields exactly that
 segment's frames: it seeks to the segment's keyframe, drops the frames before it (open
 GOP leading pictures belong to the previous segment), and stops after `frame_count`
@@ -24,8 +25,9 @@ from pathlib import Path
 import av
 
 from videofix.errors import InputError, OutputError
-from videofix.io.info import TimeRange, describe, main_video_stream, open_input, parse_range
+from videofix.io.info import TimeRange, describe, open_input, parse_range
 from videofix.io.reader import VideoReader
+from videofix.io.timeline import frame_timeline
 from videofix.io.writer import finalize_output, temp_path_for
 
 
@@ -78,55 +80,33 @@ class SegmentPlan:
 
     def check_source(self) -> None:
         """`InputError` if the source file changed since planning."""
-        st = os.stat(self.source)
-        if st.st_size != self.source_size or st.st_mtime_ns != self.source_mtime_ns:
+        from videofix.io.sequence import source_stat  # a file, or an image sequence's files
+
+        size, mtime_ns = source_stat(self.source)
+        if size != self.source_size or mtime_ns != self.source_mtime_ns:
             raise InputError(f"{self.source}: file changed since the segment plan was made")
 
 
-def _frame_table(path) -> tuple[object, list[int], set[int]]:
-    """(VideoInfo, sorted pts of every presented frame, pts of keyframes) from packets only."""
+def frame_pts(path: str | os.PathLike, range: TimeRange | str | None = None) -> tuple[object, list[int], set[int]]:
+    """(VideoInfo, timeline pts of every presented frame of `range` (seconds from the first
+    frame; None = all), pts of the keyframes a decode can start from), from the packets only
+    (no decoding; see `videofix.io.timeline`). Frame i of a plan with the same range has
+    pts[i]; the reader gives frames exactly these pts. Raises InputError when nothing is left."""
+    if isinstance(range, str):
+        range = parse_range(range)
     container = open_input(path)
     try:
         info = describe(container, path)
-        v = main_video_stream(container, path)
-        pts_list: list[int] = []
-        keys: set[int] = set()
-        try:
-            for packet in container.demux(v):
-                if packet.size == 0 or packet.is_discard:
-                    continue
-                ts = packet.pts
-                if ts is None:
-                    raise InputError(f"{path}: video packets have no timestamps; cannot cut segments "
-                                     "(remux to .mkv or .mp4 first)")
-                pts_list.append(int(ts))
-                if packet.is_keyframe:
-                    keys.add(int(ts))
-        except av.error.FFmpegError as exc:
-            if not pts_list:
-                raise InputError(f"{path}: cannot read video packets ({exc})") from None
-        pts_list.sort()
-        if len(set(pts_list)) != len(pts_list):
-            raise InputError(f"{path}: duplicate video timestamps; cannot cut segments")
-        return info, pts_list, keys
     finally:
         container.close()
-
-
-def frame_pts(path: str | os.PathLike, range: TimeRange | str | None = None) -> tuple[object, list[int], set[int]]:
-    """(VideoInfo, sorted source pts of every presented frame of `range` (seconds from the
-    first frame; None = all), pts of keyframes), from the packets only (no decoding).
-    Frame i of a plan with the same range has pts[i]. Raises InputError when nothing is left."""
-    if isinstance(range, str):
-        range = parse_range(range)
-    info, pts_list, keys = _frame_table(path)
-    if not pts_list:
-        raise InputError(f"{path}: the video stream has no frames")
+    tl = frame_timeline(path)
+    info.start_pts, info.start_time = tl.first, float(tl.first * tl.time_base)
+    pts_list = list(tl.pts)
     if range is not None:
-        first, tb = pts_list[0], info.time_base
-        pts_list = [p for p in pts_list if range.contains(float((p - first) * tb))]
+        pts_list = [p for i, p in enumerate(tl.pts) if range.contains(tl.seconds(i))]
         if not pts_list:
             raise InputError(f"{path}: range {range} selects no frames")
+    keys = {tl.pts[i] for i, _ in tl.keys}
     return info, pts_list, keys
 
 
@@ -139,9 +119,11 @@ def plan_segments(path: str | os.PathLike, count: int | None = None, seconds: fl
         seconds: wanted segment length in seconds (alternative to `count`).
         range: restrict to this `TimeRange` / "START:END" (seconds from the first frame).
 
-    Every frame belongs to exactly one segment; segment k > 0 starts at a keyframe. Boundary
+    Every frame belongs to exactly one segment; segment k > 0 starts at a keyframe whose
+    place in presentation order is known from the packets (`Timeline.keys`). Boundary
     keyframes are the ones nearest the ideal cut points. With neither `count` nor `seconds`,
-    one segment.
+    or no such keyframe (AVI with B-frames: where a keyframe shows is only known by
+    decoding), one segment. Frames and pts are the file's `Timeline`'s, as the reader's.
     """
     if isinstance(range, str):
         range = parse_range(range)
@@ -176,8 +158,10 @@ def plan_segments(path: str | os.PathLike, count: int | None = None, seconds: fl
         segments.append(Segment(index=i, start_frame=a, end_frame=b, start_pts=start_pts,
                                 end_pts=pts_list[b] if b < n else None, seek_pts=seek,
                                 preroll_pts=preroll))
-    st = os.stat(path)
-    return SegmentPlan(source=str(path), source_size=st.st_size, source_mtime_ns=st.st_mtime_ns,
+    from videofix.io.sequence import source_stat  # a file, or an image sequence's files
+
+    size, mtime_ns = source_stat(path)
+    return SegmentPlan(source=str(path), source_size=size, source_mtime_ns=mtime_ns,
                        time_base=f"{tb.numerator}/{tb.denominator}", frame_count=n, segments=segments,
                        range=str(range) if range is not None else None)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import re
 import secrets
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +24,7 @@ import av
 
 from videofix.errors import InputError, OutputError
 from videofix.io.info import TECHNICAL_METADATA, TimeRange, VideoInfo, open_input, parse_range, probe
-from videofix.io.picture import AVCOL_SPC_RGB, LAYOUTS, Picture
+from videofix.io.picture import _REPACK, AVCOL_SPC_RGB, LAYOUTS, Picture, default_matrix, matrix_to_tag
 
 log = logging.getLogger("videofix.io")
 
@@ -32,9 +34,66 @@ CODEC_ALIASES = {
     "ffv1": "ffv1", "lossless": "ffv1",
 }
 LOSSY_CODECS = {"libx264", "libx265"}
+# Reproducible encodes. libx264 in PyAV's build gives run-to-run different streams for the
+# same pictures whenever it runs more than one thread, frame or slice threads alike
+# (measured on 24 pictures: 2-3 distinct streams in 16 encodes with 4 or 8 threads, also on
+# one CPU; 1 stream in 48 encodes with 1 thread), and its "auto" thread count follows the
+# CPUs the process may use, so a Ray worker or a `taskset` run gave yet another stream.
+# So libx264 runs one thread unless asked otherwise (`--encoder-threads`). x265's frame
+# threads are deterministic at a fixed count (1 stream in 18 encodes on 1 and 2 CPUs), so it
+# gets a fixed count instead of "auto".
+X264_THREADS = 1
+X265_THREADS = 8
+
+
+# --- seq (#13): mastering codecs. Each name is one encoder at one profile; the pixel
+# format follows the profile (and, for DNxHR 444, whether the source is RGB).
+@dataclass(frozen=True)
+class MasteringCodec:
+    """A mastering profile: `encoder` (FFmpeg encoder), `options` (its AVOptions), `pix_fmt`
+    (what it is fed), `rgb_pix_fmt` (for RGB sources, when the profile codes RGB), `bits`
+    (sample depth it keeps), `description` (one line for the docs)."""
+
+    encoder: str
+    options: tuple[tuple[str, str], ...]
+    pix_fmt: str
+    rgb_pix_fmt: str | None
+    bits: int
+    description: str
+
+
+MASTERING_CODECS: dict[str, MasteringCodec] = {
+    "prores": MasteringCodec("prores_ks", (("profile", "3"), ("vendor", "apl0")), "yuv422p10le", None, 10,
+                             "Apple ProRes 422 HQ, 10-bit 4:2:2 (.mov)"),
+    "prores_4444": MasteringCodec("prores_ks", (("profile", "4"), ("vendor", "apl0")), "yuv444p10le", None, 10,
+                                  "Apple ProRes 4444, 10-bit 4:4:4 (.mov)"),
+    "dnxhr_sq": MasteringCodec("dnxhd", (("profile", "dnxhr_sq"),), "yuv422p", None, 8,
+                               "Avid DNxHR SQ, 8-bit 4:2:2 (.mov)"),
+    "dnxhr_hq": MasteringCodec("dnxhd", (("profile", "dnxhr_hq"),), "yuv422p", None, 8,
+                               "Avid DNxHR HQ, 8-bit 4:2:2 (.mov)"),
+    "dnxhr_hqx": MasteringCodec("dnxhd", (("profile", "dnxhr_hqx"),), "yuv422p10le", None, 10,
+                                "Avid DNxHR HQX, 10-bit 4:2:2 (.mov)"),
+    "dnxhr_444": MasteringCodec("dnxhd", (("profile", "dnxhr_444"),), "yuv444p10le", "gbrp10le", 10,
+                                "Avid DNxHR 444, 10-bit 4:4:4, RGB sources kept RGB (.mov)"),
+}
+MASTERING_ALIASES = {"prores_hq": "prores", "prores_422_hq": "prores", "prores4444": "prores_4444"}
+DNXHR_MIN_SIZE = (256, 120)  # the dnxhd encoder refuses smaller DNxHR pictures
+
+
+def mastering_codec(codec: str) -> MasteringCodec | None:
+    """The `MasteringCodec` a user codec name means (prores, prores_4444, dnxhr_*), or None."""
+    name = codec.lower()
+    return MASTERING_CODECS.get(MASTERING_ALIASES.get(name, name))
 _STREAM_METADATA_SKIP = TECHNICAL_METADATA | {"handler_name", "vendor_id", "_STATISTICS_TAGS",
                                               "_STATISTICS_WRITING_APP", "_STATISTICS_WRITING_DATE_UTC",
                                               "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES", "BPS"}
+
+
+def _repack_name(pix_fmt: str) -> str:
+    return _REPACK.get(pix_fmt, "")
+
+
+BITEXACT = {"fflags": "+bitexact"}  # container options of every file videofix writes
 
 
 def resolve_codec(codec: str) -> str:
@@ -42,7 +101,11 @@ def resolve_codec(codec: str) -> str:
     ffv1/lossless -> ffv1. Raises `OutputError` for anything else."""
     name = CODEC_ALIASES.get(codec.lower())
     if name is None:
-        raise OutputError(f"unknown codec {codec!r} (choose h264, hevc or ffv1)")
+        master = mastering_codec(codec)
+        if master is not None:
+            return master.encoder
+        raise OutputError(f"unknown codec {codec!r} (choose h264, hevc, ffv1, "
+                          f"{', '.join(MASTERING_CODECS)})")
     return name
 
 
@@ -56,6 +119,9 @@ def check_codec_size(codec: str, width: int, height: int, output) -> None:
     if codec == "libx265" and width < X265_MIN_SIDE and height < X265_MIN_SIDE:
         raise OutputError(f"{output}: libx265 cannot encode {width}x{height} pictures (both sides under "
                           f"{X265_MIN_SIDE} px); use --codec libx264 or ffv1")
+    if codec == "dnxhd" and (width < DNXHR_MIN_SIZE[0] or height < DNXHR_MIN_SIZE[1]):
+        raise OutputError(f"{output}: DNxHR needs pictures of at least {DNXHR_MIN_SIZE[0]}x{DNXHR_MIN_SIZE[1]}, "
+                          f"this one is {width}x{height}; use --codec prores or ffv1")
 
 
 def _even_size_needed(codec: str, pix_fmt: str, width: int, height: int) -> bool:
@@ -69,7 +135,23 @@ def choose_pix_fmt(codec: str, source_pix_fmt: str, width: int, height: int,
                    requested: str | None = None) -> str:
     """Pixel format the encoder gets: the request, else the source's; moved to the closest
     format the encoder supports. Odd sizes with subsampled chroma go to 4:4:4 of the same
-    depth for H.264/HEVC (they cannot code them): no crop, no padding."""
+    depth for H.264/HEVC (they cannot code them): no crop, no padding. A mastering codec
+    (`MASTERING_CODECS`) is fed its profile's format (RGB sources: the profile's RGB format
+    when it has one); a request it cannot code is an `OutputError`."""
+    master = mastering_codec(codec)
+    if master is not None:
+        lay = LAYOUTS.get(source_pix_fmt)
+        allowed = [master.pix_fmt] + ([master.rgb_pix_fmt] if master.rgb_pix_fmt else [])
+        if requested:
+            if requested not in allowed:
+                raise OutputError(f"--codec {codec} codes {' or '.join(allowed)}, not {requested}")
+            return requested
+        if master.rgb_pix_fmt and lay is not None and lay.kind in ("rgb", "bgr", "gbr"):
+            return master.rgb_pix_fmt
+        if lay is not None and lay.bits > master.bits:
+            log.warning("--codec %s keeps %d bits; the source has %d (dnxhr_hqx, dnxhr_444 and prores keep 10)",
+                        codec, master.bits, lay.bits)
+        return master.pix_fmt
     codec = resolve_codec(codec)
     supported = [f.name for f in (av.Codec(codec, "w").video_formats or [])]
     want = requested or source_pix_fmt
@@ -122,7 +204,13 @@ def refuse_same_path(source: str | os.PathLike, output: str | os.PathLike) -> No
 def check_output(info: VideoInfo, output: str | os.PathLike, codec: str = "libx264") -> None:
     """Fail fast, before any decoding: the output is not the input, its folder is writable,
     its container is known and can hold the video codec and every audio/subtitle stream of
-    the source (stream copy). Raises `OutputError` with one line."""
+    the source (stream copy). Raises `OutputError` with one line. An image-sequence pattern
+    (`out/%06d.dpx`) is checked by `videofix.io.sequence.check_sequence_output`."""
+    from videofix.io.sequence import check_sequence_output, is_sequence_pattern
+
+    if is_sequence_pattern(output):
+        check_sequence_output(info, output)
+        return
     out = Path(output)
     refuse_same_path(info.path, out)
     parent = out.parent if str(out.parent) else Path(".")
@@ -145,8 +233,8 @@ def check_output(info: VideoInfo, output: str | os.PathLike, codec: str = "libx2
             try:
                 container.add_stream(codec)
             except (ValueError, av.error.FFmpegError):
-                raise OutputError(f"{out}: the {fmt} container cannot hold {codec} video "
-                                  f"(use .mkv{' for ffv1' if codec == 'ffv1' else ''})") from None
+                hint = ".mov" if codec in ("prores_ks", "dnxhd") else ".mkv" + (" for ffv1" if codec == "ffv1" else "")
+                raise OutputError(f"{out}: the {fmt} container cannot hold {codec} video (use {hint})") from None
             src = open_input(info.path)
             try:
                 for s in src.streams:
@@ -181,6 +269,9 @@ class VideoWriter:
         crf, preset: quality settings for libx264 / libx265 (ignored for ffv1).
         pix_fmt: encoder pixel format; None = the source's (see `choose_pix_fmt`).
         options: extra encoder options (FFmpeg AVOptions, strings).
+        threads: encoder threads; 0 = the reproducible default (libx264: 1 thread, libx265:
+            8 frame threads; see X264_THREADS). More libx264 threads are faster but the
+            stream then varies from run to run.
 
     `write(picture, pts)` takes a `Picture` of the source size and its pts in
     `info.time_base`; pts must increase. `close()` flushes and returns the temporary path
@@ -195,8 +286,10 @@ class VideoWriter:
         refuse_same_path(info.path, self.output)
         self.info = info
         self.codec = resolve_codec(codec)
+        self.mastering = mastering_codec(codec)
         check_codec_size(self.codec, info.width, info.height, self.output)
-        self.pix_fmt = choose_pix_fmt(self.codec, info.pix_fmt, info.width, info.height, pix_fmt)
+        self.pix_fmt = choose_pix_fmt(codec if self.mastering else self.codec, info.pix_fmt, info.width,
+                                      info.height, pix_fmt)
         self.temp_path = temp_path_for(self.output, "video")
         self.frames_written = 0
         self._last_pts: int | None = None
@@ -225,6 +318,14 @@ class VideoWriter:
         else:
             cc.colorspace = info.colorspace
             cc.color_range = info.color_range if info.color_range else 1
+        # an RGB source (DPX/TIFF/PNG scans...) coded as YUV: the size's usual matrix, TV
+        # range, written into the stream and used by the conversion (not swscale's 601 default)
+        self._yuv_from_rgb: tuple[int, int] | None = None
+        src_lay = LAYOUTS.get(info.pix_fmt) or LAYOUTS.get(_repack_name(info.pix_fmt))
+        if src_lay is not None and src_lay.kind in ("rgb", "bgr", "gbr") and lay is not None and lay.kind == "yuv":
+            matrix = default_matrix(info.width, info.height)
+            self._yuv_from_rgb = (matrix_to_tag(matrix), 1)
+            cc.colorspace, cc.color_range = self._yuv_from_rgb
         cc.color_primaries = info.color_primaries
         cc.color_trc = info.color_trc
         if info.sar:
@@ -233,11 +334,15 @@ class VideoWriter:
             s.set_display_rotation(info.rotation)
         opts: dict[str, str] = {}
         if self.codec == "libx264":
-            opts = {"crf": str(crf), "preset": preset}
+            opts = {"crf": str(crf), "preset": preset, "threads": str(threads or X264_THREADS)}
         elif self.codec == "libx265":
-            opts = {"crf": str(crf), "preset": preset, "x265-params": "log-level=error"}
+            opts = {"crf": str(crf), "preset": preset,
+                    "x265-params": f"log-level=error:frame-threads={min(threads or X265_THREADS, 16)}:"
+                                   f"pools={threads or X265_THREADS}"}
         elif self.codec == "ffv1":
             opts = {"level": "3", "g": "1", "slicecrc": "1"}
+        elif self.mastering is not None:
+            opts = dict(self.mastering.options)  # intra-only profiles: no crf, no preset
         opts.update({k: str(v) for k, v in (options or {}).items()})
         cc.options = opts
 
@@ -253,7 +358,11 @@ class VideoWriter:
             raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
         frame = picture.to_av_frame()
         if frame.format.name != self.pix_fmt:
-            frame = frame.reformat(format=self.pix_fmt)
+            if self._yuv_from_rgb is not None and picture.layout.kind in ("rgb", "bgr", "gbr"):
+                frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._yuv_from_rgb[0],
+                                       dst_color_range=self._yuv_from_rgb[1])
+            else:
+                frame = frame.reformat(format=self.pix_fmt)
         frame.pts = pts
         frame.time_base = self.info.time_base
         try:
@@ -332,6 +441,88 @@ def _clean_metadata(md: dict) -> dict:
     return {k: v for k, v in md.items() if k not in _STREAM_METADATA_SKIP and not k.startswith("DURATION")}
 
 
+# --- seq (#13): timecode and reel name
+_TIMECODE = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})$")
+
+
+def _timecode_base(fps: Fraction) -> tuple[int, int]:
+    """(nominal frames per second, frames dropped per minute) of a timecode at `fps`:
+    23.976 counts as 24, 29.97 as 30 (drop-frame drops 2), 59.94 as 60 (drops 4)."""
+    nominal = max(1, int(round(float(fps))))
+    return nominal, (nominal // 15 if fps.denominator == 1001 and nominal % 30 == 0 else 0)
+
+
+def timecode_to_frames(tc: str, fps: Fraction) -> int | None:
+    """SMPTE timecode "HH:MM:SS:FF" (";" = drop-frame) -> frame count from 00:00:00:00;
+    None when `tc` is not a timecode."""
+    m = _TIMECODE.match(tc.strip())
+    if m is None:
+        return None
+    hh, mm, ss, sep, ff = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4), int(m.group(5))
+    nominal, drop = _timecode_base(fps)
+    frames = (hh * 3600 + mm * 60 + ss) * nominal + ff
+    if sep in ";," and drop:
+        minutes = hh * 60 + mm
+        frames -= drop * (minutes - minutes // 10)
+    return frames
+
+
+def frames_to_timecode(frames: int, fps: Fraction, drop_frame: bool = False) -> str:
+    """Frame count -> SMPTE timecode at `fps` ("HH:MM:SS:FF"; "HH:MM:SS;FF" drop-frame),
+    wrapping at 24 hours."""
+    nominal, drop = _timecode_base(fps)
+    if drop_frame and drop:
+        per10 = nominal * 600 - 9 * drop
+        per1 = nominal * 60 - drop
+        d, m = divmod(frames, per10)
+        frames += 9 * drop * d + (drop * ((m - drop) // per1) if m > drop else 0)
+    frames %= nominal * 86400
+    ff = frames % nominal
+    secs = frames // nominal
+    sep = ";" if drop_frame and drop else ":"
+    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{sep}{ff:02d}"
+
+
+def source_timecode(src, info: VideoInfo) -> tuple[str | None, str | None]:
+    """(timecode of the source's first frame, reel name) of an open source container, from
+    the video stream's tags, a MOV `tmcd` (data) track, the container's tags, or for a DPX
+    sequence the first file's header. (None, None) when it has none."""
+    dicts = [dict(src.streams[info.stream_index].metadata)]
+    dicts += [dict(s.metadata) for s in src.streams if s.type == "data"]
+    dicts.append(dict(src.metadata))
+    tc = reel = None
+    for d in dicts:
+        low = {k.lower(): v for k, v in d.items()}
+        tc = tc or low.get("timecode")
+        reel = reel or low.get("reel_name")
+    if tc is None:
+        from videofix.io.sequence import sequence_timecode
+
+        tc = sequence_timecode(info.path)
+    return tc, reel
+
+
+def carry_timecode(src, info: VideoInfo, vout, out, offset_seconds) -> None:
+    """Tag the output video stream with the source's timecode (moved on by `offset_seconds`,
+    the output's first frame in seconds from the source's first frame) and reel name; the
+    MOV muxer writes them as a `tmcd` track, Matroska as tags."""
+    tc, reel = source_timecode(src, info)
+    for k in [k for k in vout.metadata if k.lower() in ("timecode", "reel_name")]:
+        del vout.metadata[k]
+    if tc is not None and info.avg_fps:
+        start = timecode_to_frames(tc, info.avg_fps)
+        if start is not None:
+            shift = int(round(Fraction(offset_seconds) * info.avg_fps))
+            tc = frames_to_timecode(start + shift, info.avg_fps, drop_frame=";" in tc or "," in tc)
+        vout.metadata["timecode"] = tc
+        if vout.codec_context is not None and not vout.codec_context.framerate:
+            vout.codec_context.framerate = info.avg_fps  # the MOV muxer counts tmcd frames at this rate
+        for k in [k for k in out.metadata if k.lower() == "timecode"]:
+            out.metadata[k] = tc
+    if reel:
+        vout.metadata["reel_name"] = reel
+
+
 def finalize_output(video_path: str | os.PathLike, source: str | os.PathLike | VideoInfo,
                     output: str | os.PathLike, range: TimeRange | str | None = None, *,
                     remove_video: bool = True) -> Path:
@@ -361,8 +552,14 @@ def finalize_output(video_path: str | os.PathLike, source: str | os.PathLike | V
         video_in = av.open(str(video_path))
         vin = video_in.streams.video[0]
         src = open_input(info.path)
-        out = av.open(str(part), "w")
+        # bitexact: no random Matroska UIDs, no date or muxer version: the same input and
+        # settings give the same bytes
+        out = av.open(str(part), "w", container_options=BITEXACT)
         vout = out.add_stream_from_template(vin)
+        if vin.codec_context is not None and vin.codec_context.name == "prores" and vin.codec_tag.strip("\x00"):
+            # the MOV tag names the ProRes profile (apch = 422 HQ, ap4h = 4444); a template copy
+            # clears it and the muxer would then label every profile 422 HQ
+            vout.codec_tag = vin.codec_tag
         if info.sar and vout.codec_context is not None:
             vout.codec_context.sample_aspect_ratio = info.sar
         src_video = src.streams[info.stream_index]
@@ -385,7 +582,11 @@ def finalize_output(video_path: str | os.PathLike, source: str | os.PathLike | V
             video_in.seek(0)
         end = None
         if range is not None and range.end is not None:
-            end = Fraction(info.start_pts) * info.time_base + Fraction(range.end)
+            # --range counts from the first frame (the timeline's, as the reader's), whatever
+            # the stream's start time is
+            from videofix.io.timeline import frame_timeline
+
+            end = Fraction(frame_timeline(info.path).first) * info.time_base + Fraction(range.end)
 
         copied = []  # (source stream, output stream)
         for s in src.streams:
@@ -419,6 +620,7 @@ def finalize_output(video_path: str | os.PathLike, source: str | os.PathLike | V
                             s.codec_context.name if s.codec_context else "?")
 
         out.metadata.update({k: v for k, v in info.metadata.items() if k not in TECHNICAL_METADATA})
+        carry_timecode(src, info, vout, out, offset - Fraction(info.start_pts) * info.time_base if range else 0)
         chapters = []
         for ch in info.chapters:
             s0 = Fraction(ch["start"]).limit_denominator(10**6)
@@ -515,16 +717,27 @@ class OutputFile:
 
     Checks the output up front (`check_output`). On a clean exit the output appears
     atomically; on an exception nothing appears under the output name.
+
+    An output pattern such as `out/%06d.dpx` writes an image sequence instead
+    (`videofix.io.sequence.SequenceWriter`: same numbering as a sequence source, unchanged
+    frames byte-copied; `codec`, `crf`, `preset` do not apply).
     """
 
     def __init__(self, source: str | os.PathLike, output: str | os.PathLike, info: VideoInfo | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "medium", pix_fmt: str | None = None,
-                 range: TimeRange | str | None = None, *, options: dict | None = None):
+                 range: TimeRange | str | None = None, *, options: dict | None = None, threads: int = 0):
+        from videofix.io.sequence import SequenceWriter, is_sequence_pattern
+
         self.info = info or probe(source)
         self.output = Path(output)
         self.range = parse_range(range) if isinstance(range, str) else range
+        self.sequence = is_sequence_pattern(output)
+        if self.sequence:
+            self.writer = SequenceWriter(output, self.info, pix_fmt)
+            return
         check_output(self.info, self.output, codec)
-        self.writer = VideoWriter(self.output, self.info, codec, crf, preset, pix_fmt, options=options)
+        self.writer = VideoWriter(self.output, self.info, codec, crf, preset, pix_fmt, options=options,
+                                  threads=threads)
 
     def write(self, picture: Picture, pts: int) -> None:
         self.writer.write(picture, pts)
@@ -535,6 +748,9 @@ class OutputFile:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.writer.abort()
+            return
+        if self.sequence:
+            self.writer.commit()
             return
         try:
             video = self.writer.close()

@@ -44,6 +44,13 @@ RESTORERS: dict[str, tuple[str, Callable[[Mapping[str, torch.Tensor]], nn.Module
 }
 
 
+# `--model identity`: the null restorer (videofix.models.identity), no weights: it returns the
+# aligned crop, so a run measures the pipeline's feed rate (everything but the network)
+NULL_RESTORER = "identity"
+# every --model choice
+MODEL_CHOICES: tuple[str, ...] = (*RESTORERS, NULL_RESTORER)
+
+
 # a key only each restorer's checkpoints hold
 _SIGNATURE_KEYS = {"codeformer": "quantize.embedding.weight", "vqfr": "quantizer.embedding.weight"}
 
@@ -102,7 +109,7 @@ def load_restorer(
         weights: explicit weights file (``--weights``); else looked up through the registry
             (``--models-dir`` / ``$VIDEOFIX_MODELS`` -> ComfyUI -> cache -> download).
         models_dir: folder holding model files.
-        model: ``"codeformer"`` or ``"vqfr"``.
+        model: ``"codeformer"``, ``"vqfr"`` or ``"identity"`` (the null restorer, no file).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         dtype: ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"``.
         comfy_root: a ComfyUI installation to search (else ``$COMFYUI_PATH``).
@@ -116,6 +123,12 @@ def load_restorer(
     Raises:
         ModelFileError, DeviceError, UsageError: with a one-line message.
     """
+    if model == NULL_RESTORER:
+        # the null restorer (feed-rate measurement): no weights file; `weights` is ignored
+        from videofix.models.identity import IdentityRestorer
+
+        dev = resolve_device(device)
+        return IdentityRestorer().to(device=dev, dtype=resolve_dtype(dtype, dev)).eval().requires_grad_(False)
     if model not in RESTORERS:
         raise UsageError(f"--model {model}: expected one of {', '.join(RESTORERS)}")
     dev = resolve_device(device)
@@ -131,6 +144,8 @@ def load_restorer(
 __all__ = [
     "CodeRestorer",
     "Encoded",
+    "MODEL_CHOICES",
+    "NULL_RESTORER",
     "RESTORERS",
     "build_restorer",
     "load_restorer",

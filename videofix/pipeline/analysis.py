@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from videofix.faces import CutDetector, Detection, FaceTrack, TrackedFace, Tracker, smooth_track
+from videofix.faces import Detection, FaceTrack, TrackedFace, Tracker, smooth_track
 from videofix.io.picture import Picture
 
 DETECTION_SHORT_SIDE = 640  # the official pipeline resizes so the short side is 640
@@ -45,9 +46,13 @@ def detection_image(picture: Picture, short_side: int = DETECTION_SHORT_SIDE) ->
 class FaceAnalysis:
     """What pass 1 found: the tracks of a video (or of a range of it).
 
-    frame_count: frames decoded. cuts: frame indices that start a new shot.
+    frame_count: frames decoded. cuts: frame indices that start a new shot (hard cuts and
+    soft boundaries alike: no track crosses any of them). soft_cuts: those of `cuts` that
+    end a gradual transition's old shot (fade, dissolve). transitions: [first, last] frame
+    spans of the gradual transitions (the restorer pools no codes across their frames).
     tracks: `FaceTrack`s (landmarks smoothed when smoothing is on), frame indices counted from
-    the first decoded frame. detector: the backend used. seconds: time spent.
+    the first decoded frame. detector: the backend used. cut_detector: the shot-boundary
+    detector used. seconds: time spent.
     """
 
     frame_count: int
@@ -58,6 +63,18 @@ class FaceAnalysis:
     seconds: float = 0.0
     detections: int = 0
     extra: dict = field(default_factory=dict)
+    soft_cuts: list[int] = field(default_factory=list)
+    transitions: list[list[int]] = field(default_factory=list)
+    cut_detector: str = ""
+
+    @property
+    def hard_cuts(self) -> list[int]:
+        soft = set(self.soft_cuts)
+        return [c for c in self.cuts if c not in soft]
+
+    def in_transition(self, frame_index: int) -> bool:
+        """Whether frame `frame_index` lies inside a fade or dissolve."""
+        return any(a <= frame_index <= b for a, b in self.transitions)
 
     def faces_in(self, frame_index: int) -> list[TrackedFace]:
         """Faces of frame `frame_index`, ordered by track id."""
@@ -89,6 +106,9 @@ class FaceAnalysis:
         return {
             "frame_count": self.frame_count,
             "cuts": list(map(int, self.cuts)),
+            "soft_cuts": list(map(int, self.soft_cuts)),
+            "transitions": [[int(a), int(b)] for a, b in self.transitions],
+            "cut_detector": self.cut_detector,
             "detector": self.detector,
             "frame_size": list(self.frame_size),
             "seconds": self.seconds,
@@ -126,7 +146,9 @@ class FaceAnalysis:
             frame_count=int(d["frame_count"]), cuts=[int(c) for c in d["cuts"]], tracks=tracks,
             detector=str(d["detector"]), frame_size=tuple(d.get("frame_size", (0, 0))),
             seconds=float(d.get("seconds", 0.0)), detections=int(d.get("detections", 0)),
-            extra=dict(d.get("extra", {})),
+            extra=dict(d.get("extra", {})), soft_cuts=[int(c) for c in d.get("soft_cuts", [])],
+            transitions=[[int(a), int(b)] for a, b in d.get("transitions", [])],
+            cut_detector=str(d.get("cut_detector", "")),
         )
 
     def save(self, path: str | Path) -> None:
@@ -139,39 +161,99 @@ class FaceAnalysis:
 
 @dataclass
 class FrameDetections:
-    """Detections of one frame (frame coordinates) and whether a new shot starts there."""
+    """Detections of one frame (frame coordinates) and whether a new shot starts there
+    (`cut`), softly (`soft`: the end of a fade or dissolve), and whether the frame lies
+    inside a gradual transition (`in_transition`)."""
 
     index: int
     detections: list[Detection]
     cut: bool
+    soft: bool = False
+    in_transition: bool = False
+
+
+def default_cut_device() -> str:
+    """Where pass 1 runs the shot-boundary network: the GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_shot_detector(device: str | None = None):
+    """The streaming shot-boundary detector of pass 1 (`videofix.faces.shots.ShotDetector`,
+    TransNetV2; its look-ahead: ``.latency`` frames)."""
+    from videofix.faces.shots import ShotDetector
+
+    return ShotDetector(device or default_cut_device())
 
 
 def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHORT_SIDE,
                   progress: Callable[[int], None] | None = None,
                   observer: Callable[[int, np.ndarray, list[Detection], bool], None] | None = None,
-                  ) -> Iterable[FrameDetections]:
-    """Run detection and cut detection over decoded frames (`DecodedFrame`s, in order).
+                  pool=None, shots=None) -> Iterable[FrameDetections]:
+    """Run detection and shot-boundary detection over decoded frames (`DecodedFrame`s, in order).
 
-    Yields one `FrameDetections` per frame; detections are in full-frame pixel coordinates.
-    Embeddings (scrfd) are kept for tracking only. observer: called per frame with (index,
-    the detection image (uint8 RGB), detections, cut), e.g. `videofix.film.plan.FilmSurvey`.
+    Yields one `FrameDetections` per frame, in order, once its shot decision is final: at
+    most ``shots.latency`` frames after the frame was read (the look-ahead of the learned
+    detector; meanwhile only the detections and a 48x27 thumbnail per frame wait).
+    Detections are in full-frame pixel coordinates; embeddings (scrfd) are kept for tracking
+    only. observer: called per frame, in order, with (index, the detection image (uint8
+    RGB), detections, cut) once the cut is known, e.g. `videofix.film.plan.FilmSurvey`; an
+    observer with ``prepare(rgb) -> token`` and ``observe(index, token, detections, cut)``
+    keeps only its token meanwhile instead of the image.
+    shots: a streaming shot detector (``push(rgb) -> decisions``, ``flush()``, ``latency``;
+    default `make_shot_detector()`).
+    pool: a `videofix.faces.pool.DetectorPool` (the same backend as `detector`): frames are
+    detected in its worker processes, a few frames ahead, with the same detections.
     """
-    cuts = CutDetector()
-    for i, frame in enumerate(frames):
-        small, scale = detection_image(frame.picture, short_side)
-        cut = cuts.update(small)
-        dets = detector.detect(small)
+    shots = shots if shots is not None else make_shot_detector()
+    two_phase = observer is not None and hasattr(observer, "prepare") and hasattr(observer, "observe")
+    waiting: dict[int, tuple] = {}
+
+    def release(decisions) -> Iterable[FrameDetections]:
+        for d in decisions:
+            dets, token = waiting.pop(d.index)
+            if observer is not None:
+                if two_phase:
+                    observer.observe(d.index, token, dets, d.cut)
+                else:
+                    observer(d.index, token, dets, d.cut)
+            yield FrameDetections(d.index, dets, bool(d.cut), bool(d.soft), bool(d.in_transition))
+
+    for i, (small, scale, dets) in enumerate(_detected(frames, detector, short_side, pool)):
         if scale != 1.0:
             dets = [d.scaled(scale, scale) for d in dets]
-        if observer is not None:
-            observer(i, small, dets, cut)
+        token = None if observer is None else (observer.prepare(small) if two_phase else small)
+        waiting[i] = (dets, token)
         if progress is not None:
             progress(1)
-        yield FrameDetections(i, dets, cut)
+        yield from release(shots.push(small))
+    yield from release(shots.flush())
+
+
+def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tuple[np.ndarray, float, list]]:
+    """(detection image, scale, its detections) per frame, in order; with a pool the
+    detections run in its workers, up to two frames per worker ahead."""
+    if pool is None:
+        for frame in frames:
+            small, scale = detection_image(frame.picture, short_side)
+            yield small, scale, detector.detect(small)
+        return
+    ahead: deque = deque()
+    for frame in frames:
+        small, scale = detection_image(frame.picture, short_side)
+        ahead.append((small, scale, pool.submit(small)))
+        if len(ahead) > 2 * pool.workers:
+            small, scale, future = ahead.popleft()
+            yield small, scale, future.result()
+    while ahead:
+        small, scale, future = ahead.popleft()
+        yield small, scale, future.result()
 
 
 def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str, frame_size: tuple[int, int],
-                    sigma: float = 2.0, max_gap: int = 5, min_detections: int = 2) -> FaceAnalysis:
+                    sigma: float = 2.0, max_gap: int = 5, min_detections: int = 2,
+                    cut_detector: str = "transnetv2") -> FaceAnalysis:
     """Link the detections of all frames of a video (in order, streamed) into smoothed tracks.
 
     Detections are linked as they come (nothing per frame is kept but the tracks' own
@@ -183,10 +265,19 @@ def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str,
     t0 = time.perf_counter()
     tracker = Tracker(max_gap=max_gap)
     cuts: list[int] = []
+    soft_cuts: list[int] = []
+    transitions: list[list[int]] = []
     count = detections = 0
     for fd in per_frame:
         if fd.cut:
             cuts.append(fd.index)
+            if fd.soft:
+                soft_cuts.append(fd.index)
+        if fd.in_transition:
+            if transitions and transitions[-1][1] == fd.index - 1:
+                transitions[-1][1] = fd.index
+            else:
+                transitions.append([fd.index, fd.index])
         tracker.update(fd.index, fd.detections, cut=fd.cut)
         count += 1
         detections += len(fd.detections)
@@ -197,15 +288,21 @@ def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str,
     for new_id, t in enumerate(tracks):
         t.track_id = new_id
     return FaceAnalysis(frame_count=count, cuts=cuts, tracks=tracks, detector=detector_name,
-                        frame_size=frame_size, seconds=time.perf_counter() - t0, detections=detections)
+                        frame_size=frame_size, seconds=time.perf_counter() - t0, detections=detections,
+                        soft_cuts=soft_cuts, transitions=transitions, cut_detector=cut_detector)
 
 
 def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], sigma: float = 2.0,
                    max_gap: int = 5, min_detections: int = 2, short_side: int = DETECTION_SHORT_SIDE,
-                   progress: Callable[[int], None] | None = None, observer=None) -> FaceAnalysis:
-    """Pass 1 over decoded frames: detect, find cuts, link tracks, smooth landmarks
-    (`observer`: see `detect_frames`)."""
-    return link_detections(detect_frames(frames, detector, short_side=short_side, progress=progress,
-                                         observer=observer),
-                           detector_name=detector.name, frame_size=frame_size, sigma=sigma,
-                           max_gap=max_gap, min_detections=min_detections)
+                   progress: Callable[[int], None] | None = None, observer=None, pool=None,
+                   shots=None) -> FaceAnalysis:
+    """Pass 1 over decoded frames: detect, find shot boundaries, link tracks, smooth landmarks
+    (`observer`, `pool`, `shots`: see `detect_frames`)."""
+    shots = shots if shots is not None else make_shot_detector()
+    analysis = link_detections(detect_frames(frames, detector, short_side=short_side, progress=progress,
+                                             observer=observer, pool=pool, shots=shots),
+                               detector_name=detector.name, frame_size=frame_size, sigma=sigma,
+                               max_gap=max_gap, min_detections=min_detections, cut_detector=shots.name)
+    # why this face detector (`create_detector("auto")` says; otherwise it was asked for)
+    analysis.extra["detector_choice"] = getattr(detector, "choice", None) or f"{detector.name}: requested"
+    return analysis

@@ -6,9 +6,10 @@ through the same two passes as the local runner, spread over the cluster:
 * **pass 1** (CPU tasks, one per segment): decode the segment, run `detect_frames`; the
   detections (a few floats per face) come back to the driver, which links them with
   `link_detections` in frame order, exactly as the local runner does, so the tracks are the
-  same. Only the cut flag of a segment's first frame needs its neighbour: each task returns
-  its `CutDetector` after its last frame and the small detection image of its first frame,
-  and the driver decides that one flag. The film survey (`videofix.film`: chroma score per
+  same. Shot boundaries (TransNetV2, `videofix.faces.shots`): each task returns the network's
+  probabilities for the windows inside its segment and the 48x27 thumbnails of its ends; the
+  driver computes the windows across the boundaries and decides every frame's cut as one
+  streamed run would (`join_segment_shots`, `decide_shots`). The film survey (`videofix.film`: chroma score per
   frame, repeated frames) runs in the same tasks and is joined by `FilmSurvey.merge`; the
   driver then decides the per-shot colour modes and repeat runs exactly as the local runner.
 * **pass 2** (CPU tasks, one per segment): decode the segment widened by R + 1 context
@@ -55,8 +56,8 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from videofix.errors import UsageError
-from videofix.faces import CutDetector, FaceTrack
+from videofix.errors import InputError, UsageError
+from videofix.faces import FaceTrack
 from videofix.io import Segment, SegmentPlan, VideoWriter, open_segment, probe
 from videofix.metrics import TrackMetrics
 from videofix.pipeline.analysis import FaceAnalysis, FrameDetections, detect_frames, detection_image
@@ -141,11 +142,12 @@ def cluster_shape() -> dict:
 
 # --------------------------------------------------------------------------- per-worker caches
 @functools.lru_cache(maxsize=4)
-def _detector(name: str, models_dir: str | None):
-    """The detector of a CPU worker, built once per worker process (workers are reused)."""
+def _detector(name: str, models_dir: str | None, score_threshold: float | None = None):
+    """The detector of a CPU worker, built once per worker process (workers are reused).
+    score_threshold: `--det-threshold` (None: the backend's own)."""
     from videofix.faces import create_detector
 
-    return create_detector(name, models_dir, "cpu")
+    return create_detector(name, models_dir, "cpu", score_threshold=score_threshold)
 
 
 @functools.lru_cache(maxsize=2)
@@ -175,21 +177,19 @@ def _film_plan(s: RestoreSettings, state: dict | None):
 # --------------------------------------------------------------------------- pass 1
 @dataclass
 class SegmentDetections:
-    """What a pass-1 task returns for one segment (small: no frames but one thumbnail).
+    """What a pass-1 task returns for one segment (small: no frames, a few small thumbnails).
 
-    frames: `FrameDetections` with plan frame indices; the first one's `cut` is False and
-        is decided by the driver (`head_image` against the previous segment's `tail_cuts`).
+    frames: `FrameDetections` with plan frame indices; their `cut` flags are decided by the
+        driver from every segment's `shots` (`join_detections`).
     pts: source pts of every frame of the segment, in order.
-    head_image: the detection image (uint8 RGB, short side <= 640) of the first frame, for
-        segments after the first; tail_cuts: the `CutDetector` after the last frame.
+    shots: the shot-boundary network's probabilities and edge thumbnails (`SegmentShots`).
     """
 
     index: int
     frames: list[FrameDetections]
     pts: list[int]
     detector: str
-    head_image: np.ndarray | None
-    tail_cuts: CutDetector
+    shots: object  # videofix.faces.shots.SegmentShots
     seconds: float
     film: object | None = None  # videofix.film.plan.SegmentSurvey
     film_figures: dict = field(default_factory=dict)  # FilmPlan.figures() (deinterlacing)
@@ -199,23 +199,27 @@ def detect_segment(source: str, segment: Segment, settings: dict, need_head: boo
                    window: Segment | None = None) -> SegmentDetections:
     """Pass 1 over one segment: detections in full-frame coordinates, cut flags, pts, and the
     film survey (`film`: the driver's `FilmPlan.worker_state()`; None = no film processing).
-    window: what to decode, the segment with one frame on each side when deinterlacing."""
+    window: what to decode, the segment with one frame on each side when deinterlacing.
+    Shot boundaries: the network's probabilities and edge thumbnails (`SegmentShots`) for the
+    driver; need_head is no longer used (every segment sends its edges)."""
+    from videofix.faces.shots import SegmentShotRecorder
+
     t0 = time.perf_counter()
     s = RestoreSettings(**settings)
-    detector = _detector(s.detector, s.models_dir)
+    detector = _detector(s.detector, s.models_dir, s.det_threshold)
+    shots = SegmentShotRecorder(segment.start_frame)
     plan = _film_plan(s, film) if film is not None else None
     survey = plan.survey(segment.start_frame) if plan is not None else None
     pts: list[int] = []
-    ends: dict[str, object] = {}  # first and last picture (cut detection across boundaries)
 
     def frames(reader):
         for f in reader:
             pts.append(int(f.pts))
-            ends.setdefault("first", f.picture)
-            ends["last"] = f.picture
             yield f
 
     def observer(i, rgb, dets, cut):
+        # cuts are decided by the driver; the duplicate check only uses a cut to refuse a
+        # repeat across it, and TransNetV2 never cuts between two identical frames
         survey(segment.start_frame + i, rgb, dets, cut)
 
     out = []
@@ -223,13 +227,11 @@ def detect_segment(source: str, segment: Segment, settings: dict, need_head: boo
         src = reader
         if plan is not None:  # deinterlaced (window frames outside the segment only feed bwdif), colour scores
             src = plan.frames(reader, survey, keep=(segment.start_frame, segment.end_frame))
-        # detect_frames numbers frames from 0 and starts a fresh CutDetector: renumber to the plan
-        for fd in detect_frames(frames(src), detector, observer=observer if survey is not None else None):
-            out.append(FrameDetections(segment.start_frame + fd.index, fd.detections, fd.cut))
-    head = detection_image(ends["first"])[0] if need_head else None
-    tail = CutDetector()  # the state after the last frame is that frame's features alone
-    tail.update(detection_image(ends["last"])[0])
-    return SegmentDetections(segment.index, out, pts, detector.name, head, tail, time.perf_counter() - t0,
+        # detect_frames numbers frames from 0: renumber to the plan
+        for fd in detect_frames(frames(src), detector, observer=observer if survey is not None else None,
+                                shots=shots):
+            out.append(FrameDetections(segment.start_frame + fd.index, fd.detections, False))
+    return SegmentDetections(segment.index, out, pts, detector.name, shots.result(), time.perf_counter() - t0,
                              survey.segment_result() if survey is not None else None,
                              plan.figures() if plan is not None else {})
 
@@ -250,17 +252,19 @@ def redo_duplicates(source: str, segment: Segment, window: Segment | None, setti
 
 
 def join_detections(parts: list[SegmentDetections]) -> list[FrameDetections]:
-    """Frame detections of consecutive segments, in frame order, with the cut flag of each
-    segment's first frame decided against the previous segment's last frame (as a one-piece
-    `detect_frames` run decides it)."""
+    """Frame detections of consecutive segments, in frame order, with every frame's shot
+    decision (cut, soft, in transition) made from the joined probabilities exactly as a
+    one-piece `detect_frames` run makes them."""
+    from videofix.faces.shots import decide_shots, join_segment_shots
+
     parts = sorted(parts, key=lambda p: p.index)
-    frames: list[FrameDetections] = []
-    for prev, part in zip([None] + parts[:-1], parts):
-        if prev is not None and part.frames:
-            first = part.frames[0]
-            cut = prev.tail_cuts.update(part.head_image)
-            part.frames[0] = FrameDetections(first.index, first.detections, cut)
-        frames.extend(part.frames)
+    frames: list[FrameDetections] = [fd for part in parts for fd in part.frames]
+    single, many = join_segment_shots([p.shots for p in parts])
+    first = frames[0].index if frames else 0
+    for d in decide_shots(single, many):
+        fd = frames[d.index]
+        frames[d.index] = FrameDetections(first + d.index, fd.detections, bool(d.cut), bool(d.soft),
+                                          bool(d.in_transition))
     return frames
 
 
@@ -272,7 +276,7 @@ def plan_frame_pts(path: str | os.PathLike, plan: SegmentPlan) -> list[int]:
 
     _, pts, _ = frame_pts(path, plan.range)
     if len(pts) != plan.frame_count:
-        raise RuntimeError(f"{path}: {len(pts)} frames, the segment plan says {plan.frame_count}")
+        raise InputError(f"{path}: {len(pts)} frames, the segment plan says {plan.frame_count} (file changed?)")
     return pts
 
 
@@ -340,7 +344,10 @@ def analysis_window(analysis: FaceAnalysis, lo: int, hi: int) -> FaceAnalysis:
         extra["film"] = {**film, "shots": [sh for sh in film.get("shots", []) if sh["end"] > lo and sh["start"] < hi],
                          "repeat_runs": [r for r in film.get("repeat_runs", []) if r[1] >= lo and r[0] < hi]}
     return FaceAnalysis(frame_count=hi - lo, cuts=[c for c in analysis.cuts if lo <= c < hi], tracks=tracks,
-                        detector=analysis.detector, frame_size=analysis.frame_size, extra=extra)
+                        detector=analysis.detector, frame_size=analysis.frame_size, extra=extra,
+                        soft_cuts=[c for c in analysis.soft_cuts if lo <= c < hi],
+                        transitions=[t for t in analysis.transitions if t[1] >= lo - 1 and t[0] < hi],
+                        cut_detector=analysis.cut_detector)
 
 
 # --------------------------------------------------------------------------- restorer actor
@@ -606,6 +613,17 @@ def read_marker(path: str | os.PathLike) -> dict | None:
         return None
 
 
+def _segment_writer(path: str, info, s: RestoreSettings, start_frame: int):
+    """The writer of one segment: a video file, or (seq #13: an image-sequence output) a
+    folder of frame files named as in the final sequence (a video source's frames numbered
+    from the segment's first frame)."""
+    from videofix.io.sequence import VIDEO_START_NUMBER, SequenceWriter, is_sequence_pattern
+
+    if is_sequence_pattern(path):
+        return SequenceWriter(path, info, s.pix_fmt, first_number=VIDEO_START_NUMBER + start_frame)
+    return VideoWriter(path, info, s.codec, s.crf, s.preset, s.pix_fmt, threads=s.encoder_threads)
+
+
 def restore_segment(work: SegmentWork, actor) -> dict:
     """Pass 2 over one segment: decode (with context), align, restore through `actor`, paste,
     encode the segment's frames to `work.segment_path`, then write the done marker.
@@ -629,7 +647,7 @@ def restore_segment(work: SegmentWork, actor) -> dict:
     film_options = film.pass_options(analysis, keep_clean=preview_frames)
     restorer = FaceRestorationPass(analysis, engine, upscale=s.upscale, parser=parser,
                                    emit_range=(seg.start_frame, seg.end_frame), metrics_from=seg.start_frame,
-                                   **film_options)
+                                   **film_options, paste_options=s.paste_options())
     preview = PreviewCollector(preview_frames, analysis) if preview_frames else None
     info = probe(work.source)
     out_info = info
@@ -639,7 +657,7 @@ def restore_segment(work: SegmentWork, actor) -> dict:
     regions: dict[str, list] = {}  # track id -> paste region per emitted frame (report)
     try:
         with open_segment(work.source, work.decode_window or win) as reader, \
-                VideoWriter(work.segment_path, out_info, s.codec, s.crf, s.preset, s.pix_fmt) as writer:
+                _segment_writer(work.segment_path, out_info, s, seg.start_frame) as writer:
 
             def emit(finished) -> None:
                 nonlocal frames, faces
@@ -679,6 +697,8 @@ def restore_segment(work: SegmentWork, actor) -> dict:
         "bytes_received": engine.bytes_received,
         "actor_calls": engine.calls,
         "faces_reused": restorer.faces_reused,
+        # damaged / repeated frames, timestamp remarks (videofix.io.timeline) for the report
+        "notes": reader.report.report_notes(str(work.source)),
         "film": {"plan": film_figures, "paster": paster_figures(film_options["paster"])},
         "seconds": round(time.perf_counter() - t0, 4),
         "worker": f"{os.uname().nodename}:{os.getpid()}",
@@ -740,9 +760,37 @@ def sum_metrics(markers: list[dict]) -> dict[int, TrackMetrics]:
     return out
 
 
+# --------------------------------------------------------------------------- task attempts
+def run_attempt(record: dict | None, fn, *args):
+    """Run `fn(*args)` (a segment task: `detect_segment`, `restore_segment`) and record the
+    attempt in the job's attempts log: a "start" line before and an "end" line after it.
+
+    record: {"path": attempts log, "item": item id, "pass": 1 | 2, "segment": index}, or
+    None (nothing recorded). Each line is one JSON object: event, item, pass, segment,
+    attempt (a fresh id per run), node (Ray node id hex), pid, time. Ray re-runs a task
+    whose worker or node died; the log is how the driver tells which node a segment was
+    running on when that node was lost and which segments were redone (see
+    `jobs.JobRunner`). One short line per write: an atomic append (O_APPEND).
+    """
+    if record is None:
+        return fn(*args)
+    line = {k: record[k] for k in ("item", "pass", "segment")}
+    line.update(attempt=uuid.uuid4().hex[:12], node=ray.get_runtime_context().get_node_id(), pid=os.getpid())
+
+    def write(event: str) -> None:
+        with open(record["path"], "a") as f:
+            f.write(json.dumps({"event": event, **line, "time": time.time()}) + "\n")
+
+    write("start")
+    result = fn(*args)
+    write("end")
+    return result
+
+
 # --------------------------------------------------------------------------- remote wrappers
 detect_segment_task = ray.remote(detect_segment)
 restore_segment_task = ray.remote(restore_segment)
+attempt_task = ray.remote(run_attempt)  # a segment task recorded in the attempts log
 RestorerActorRemote = ray.remote(RestorerActor)
 
 

@@ -49,6 +49,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from videofix.faces import warp_face
+from videofix.faces.regions import PasteOptions
 from videofix.film.paste import FilmPaster
 from videofix.film.plan import FilmPlan
 from videofix.io.picture import Picture
@@ -172,7 +174,7 @@ class FrameBatch:
 
 def detect_and_track(frames, detector, *, settings: RestoreSettings | None = None,
                      short_side: int = DETECTION_SHORT_SIDE, min_detections: int | None = None,
-                     progress: Progress | None = None) -> FaceAnalysis:
+                     progress: Progress | None = None, reference_images: Sequence | None = None) -> FaceAnalysis:
     """Pass 1 over in-memory frames: detect faces, find cuts, link and smooth tracks.
 
     Also the film survey (per-shot colour, repeated frames), kept in
@@ -182,17 +184,26 @@ def detect_and_track(frames, detector, *, settings: RestoreSettings | None = Non
         frames: (N, H, W, 3) RGB frames (see the module docstring).
         detector: a `videofix.faces.Detector` (``.name``, ``.detect(rgb uint8) -> list``).
         settings: `landmark_sigma`, `max_gap`, `color` and `dedup` are read from it
-            (defaults when None).
+            (defaults when None), and the face selection options (`only_center_face`,
+            `largest_face`, `min_face_size`, `max_faces`, `face_ref` + `exclude`:
+            `videofix.pipeline.selection`); `det_threshold` is the detector's own
+            (`create_detector(score_threshold=)`).
         short_side: detection image short side (the official 640).
         min_detections: tracks detected in fewer frames are dropped (flash false positives);
             default 2, or 1 for a single frame (a still image keeps its faces).
         progress: called with 1 after each frame.
+        reference_images: face photos (uint8 HxWx3 **RGB** arrays or float 0..1) used as
+            `settings.face_ref` (restore only those people, or all but them with `exclude`).
 
     Returns:
-        `FaceAnalysis` whose frame indices are positions in `frames` (0..N-1).
+        `FaceAnalysis` whose frame indices are positions in `frames` (0..N-1), holding the
+        chosen tracks only (what was left out: ``extra["selection"]``).
     """
+    from videofix.pipeline.selection import FaceChooser
+
     batch = frames if isinstance(frames, FrameBatch) else FrameBatch.wrap(frames)
     settings = settings or RestoreSettings()
+    chooser = FaceChooser.from_settings(settings, detector, reference_images=reference_images)
     if min_detections is None:
         min_detections = 2 if len(batch) > 1 else 1
     plan = FilmPlan.for_frames(settings)
@@ -202,6 +213,8 @@ def detect_and_track(frames, detector, *, settings: RestoreSettings | None = Non
                               min_detections=min_detections, short_side=short_side, progress=progress,
                               observer=survey)
     plan.finalize(analysis, survey)
+    if chooser.active:
+        analysis = chooser.apply(analysis, lambda: ((i, batch.rgb[i]) for i in range(len(batch))))
     return analysis
 
 
@@ -327,7 +340,7 @@ def restore_tracks(frames, analysis: FaceAnalysis, stages: LoadedStages, setting
 
 
 def paste_back(frames, analysis: FaceAnalysis | None, restored: RestoredFaces, *, parser=None, upscale: int = 1,
-               progress: Progress | None = None):
+               progress: Progress | None = None, paste_options: PasteOptions | None = None):
     """Blend restored faces into their frames; returns frames in the input's form.
 
     The second half of `restore_frames`: the restoration pass's own `FacePaster` (faces in
@@ -343,6 +356,10 @@ def paste_back(frames, analysis: FaceAnalysis | None, restored: RestoredFaces, *
         parser: optional `videofix.faces.FaceParser` (e.g. `stages.parser`).
         upscale: integer output scale (background resized bilinearly, faces pasted at that size).
         progress: called with 1 after each frame.
+        paste_options: blend, regions kept from the source, occlusions
+            (`videofix.faces.regions.PasteOptions`, e.g. `settings.paste_options()`); None =
+            the official paste. Occlusions and kept regions are found on the source crops,
+            cut again from `frames` with the faces' affines (the crops the network saw).
     """
     batch = frames if isinstance(frames, FrameBatch) else FrameBatch.wrap(frames)
     if analysis is not None:
@@ -353,14 +370,22 @@ def paste_back(frames, analysis: FaceAnalysis | None, restored: RestoredFaces, *
                          f"{batch.size[0]}x{batch.size[1]}")
     upscale = int(upscale)
     film = FilmPaster(restored.shot_modes, grain=restored.grain, seed=restored.grain_seed, grain_scale=float(upscale))
-    paster = FacePaster(restored.size, upscale=upscale, parser=parser, paster=film, repeats=restored.repeats)
+    paster = FacePaster(restored.size, upscale=upscale, parser=parser, paster=film, repeats=restored.repeats,
+                        options=paste_options)
+    need_sources = paste_options is not None and bool(paste_options.keep_regions or
+                                                      (paste_options.occlusion and parser is not None))
     width, height = batch.size
     out = np.empty((len(batch), height * upscale, width * upscale, 3), np.uint8)
     for index in range(len(batch)):
         faces = restored.faces_in(index)
         picture = upscale_picture(batch.picture(index), upscale) if (faces or upscale != 1) else None
         if faces:
-            paster.paste(picture, index, faces, repeat_of=restored.repeats.get(index))
+            repeat_of = restored.repeats.get(index)
+            sources = None
+            if need_sources and repeat_of is None:
+                source = batch.picture(index)
+                sources = {t: warp_face(source, affine, size=restored.size) for t, _, affine in faces}
+            paster.paste(picture, index, faces, repeat_of=repeat_of, sources=sources)
         out[index] = picture.planes[0] if picture is not None else batch.rgb[index]
         if progress is not None:
             progress(1)
@@ -368,7 +393,8 @@ def paste_back(frames, analysis: FaceAnalysis | None, restored: RestoredFaces, *
 
 
 def restore_frames(frames, stages: LoadedStages, settings: RestoreSettings | None = None, *,
-                   analysis: FaceAnalysis | None = None, progress: Progress | None = None):
+                   analysis: FaceAnalysis | None = None, progress: Progress | None = None,
+                   reference_images: Sequence | None = None):
     """Restore the faces of a frame sequence: detect + track, then restore + paste.
 
     Args:
@@ -380,6 +406,7 @@ def restore_frames(frames, stages: LoadedStages, settings: RestoreSettings | Non
             the film settings color, grain, grain_seed, dedup (defaults when None).
         analysis: tracks found earlier on these frames (skips detection).
         progress: called with 1 per frame and pass: 2 N calls in all (N with `analysis`).
+        reference_images: face photos for the identity selection (see `detect_and_track`).
 
     Returns:
         The frames with restored faces, same form as the input ((N, H*up, W*up, 3)).
@@ -389,11 +416,12 @@ def restore_frames(frames, stages: LoadedStages, settings: RestoreSettings | Non
     if analysis is None:
         if stages.detector is None:
             raise ValueError("restore_frames: the stages hold no detector (load_stages(need_detector=True))")
-        analysis = detect_and_track(batch, stages.detector, settings=settings, progress=progress)
+        analysis = detect_and_track(batch, stages.detector, settings=settings, progress=progress,
+                                    reference_images=reference_images)
     _check_analysis(batch, analysis)
     _, analysis, film = _film(batch, analysis, settings)
     restorer = FaceRestorationPass(analysis, make_engine(stages, settings), upscale=settings.upscale,
-                                   parser=stages.parser, **film)
+                                   parser=stages.parser, **film, paste_options=settings.paste_options())
     width, height = batch.size
     up = int(settings.upscale)
     out = np.empty((len(batch), height * up, width * up, 3), np.uint8)

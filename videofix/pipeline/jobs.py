@@ -5,6 +5,8 @@ a lost driver)::
 
     JOB/plan.json                      settings, Ray options, the items (input -> output)
     JOB/events.log                     one JSON line per finished segment (appended by tasks)
+    JOB/attempts.log                   one JSON line per start / end of a segment task run, with
+                                       the Ray node that ran it (node loss, redone segments)
     JOB/summary.json                   the last run's summary (done / failed / skipped)
     JOB/items/<id>/state.json          pending | running | done | failed | skipped (+ reason)
     JOB/items/<id>/segments.json       the item's `SegmentPlan`
@@ -17,7 +19,10 @@ Resume = plan minus done: finished items are skipped, pass 1 is reused when save
 segments with a marker are not redone, temporary files of killed writers are deleted, and
 an output appears (atomic rename) only when complete; a finished output is never rewritten.
 A bad input fails alone with its reason; the other items go on. Worker crashes are retried
-by Ray (`max_retries`), bad input never is.
+by Ray (`max_retries`), bad input never is. When a node of the cluster dies, Ray re-runs the
+tasks it was running on the other nodes; the driver logs which node was lost, which segments
+it was running and which segments were redone where (from the attempts log), and the
+summary lists them (`nodes_lost`, `redone`).
 """
 
 from __future__ import annotations
@@ -36,21 +41,23 @@ import ray
 
 from videofix.errors import InputError, UsageError, VideofixError
 from videofix.io import SegmentPlan, check_output, join_segments, plan_segments, probe
+from videofix.io.sequence import is_sequence_pattern, join_sequence
 from videofix.pipeline.analysis import FaceAnalysis, link_detections
 from videofix.pipeline.distributed import (
     RayOptions,
     SegmentWork,
     analysis_window,
+    attempt_task,
     cluster_shape,
     context_window,
-    detect_segment_task,
+    detect_segment,
     join_detections,
     merge_pasters,
     plan_frame_pts,
     ray_session,
     read_marker,
     redo_duplicates,
-    restore_segment_task,
+    restore_segment,
     restore_window,
     start_restorers,
     sum_metrics,
@@ -79,6 +86,10 @@ class JobDir:
     @property
     def events_path(self) -> Path:
         return self.root / "events.log"
+
+    @property
+    def attempts_path(self) -> Path:
+        return self.root / "attempts.log"
 
     def exists(self) -> bool:
         return self.plan_path.exists()
@@ -143,6 +154,12 @@ class JobDir:
                 except ValueError:
                     continue
         return out
+
+
+def segment_target(segment_path: Path, output: Path) -> str:
+    """What a pass-2 task writes: the segment file, or for an image-sequence output (seq
+    #13) the output's file-name pattern inside the segment folder."""
+    return str(segment_path / output.name) if is_sequence_pattern(output) else str(segment_path)
 
 
 def glob_escape(text: str) -> str:
@@ -262,20 +279,31 @@ class JobRunner:
         self._next_actor = 0
         self._bar = None
         self.t0 = time.perf_counter()
+        self.chooser = None  # videofix.pipeline.selection.FaceChooser, made by run()
+        # node loss (raycluster #16): nodes seen alive, the attempts log read so far
+        self.nodes: dict[str, dict] = {}  # node id -> ray.nodes() entry, alive when last looked
+        self.nodes_lost: list[dict] = []
+        self.redone: list[dict] = []
+        self._nodes_checked = 0.0
+        self._attempts: dict[tuple, dict] = {}  # (item, pass, segment) -> attempt id -> its lines
+        self._attempts_offset = 0
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict:
+        self.chooser = self._face_chooser()  # reference photos are read before any pass 1
         todo = [it for it in self.items if self._prepare(it)]
         total_frames = sum(it.plan.frame_count for it in todo)
         done_frames = sum(m["frames"] for it in todo for m in it.markers.values())
         self._open_progress(total_frames, done_frames)
         try:
             if todo:
+                self._watch_nodes()
                 self.actors, self.actor_info = start_restorers(self.settings, self.options.restorers)
             for it in todo:
                 self._start(it)
             while self.refs:
                 ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=1.0)
+                self._watch_nodes()
                 for ref in ready:
                     self._handle(ref)
                 self._show()
@@ -298,6 +326,9 @@ class JobRunner:
             "items": [{"id": it.id, "input": it.input, "output": str(it.output), "status": it.status,
                        "reason": it.reason} for it in self.items],
             "exit_code": next((it.exit_code for it in self.items if it.status == "failed"), 0),
+            "restorers": self.actor_info,  # device and node of each restorer actor (at the start)
+            "nodes_lost": self.nodes_lost,
+            "redone": self.redone,
         }
 
     # ------------------------------------------------------------------ stages
@@ -386,8 +417,9 @@ class JobRunner:
                     return
                 it.windows1 = {seg.index: context_window(it.plan, seg, pts, 1, 1) for seg in it.plan.segments}
             for seg in it.plan.segments:
-                ref = detect_segment_task.options(**opts).remote(it.input, seg, self.settings.to_dict(), seg.index > 0,
-                                                                 it.film.worker_state(), it.windows1.get(seg.index))
+                ref = attempt_task.options(**opts, name=f"detect_segment {it.id} #{seg.index}").remote(
+                    self._attempt(it, 1, seg.index), detect_segment, it.input, seg, self.settings.to_dict(),
+                    seg.index > 0, it.film.worker_state(), it.windows1.get(seg.index))
                 self._track(ref, it, "detect", seg.index)
         else:
             self._start_pass2(it)
@@ -419,14 +451,16 @@ class JobRunner:
                 source=it.input, segment=seg, window=win,
                 analysis=analysis_window(it.analysis, win.start_frame, win.end_frame).to_dict(),
                 settings=self.settings.to_dict(),
-                segment_path=str(self.job.segment_path(it.id, seg.index, ext)),
+                segment_path=segment_target(self.job.segment_path(it.id, seg.index, ext), it.output),
                 marker_path=str(self.job.marker_path(it.id, seg.index)),
                 events_path=str(self.job.events_path), item=it.id,
                 input_size=int(self.actor_info[0]["input_size"]), chunk=self.options.chunk,
                 preview_frames=preview, film=it.film.worker_state(), decode_window=decode)
             actor = self.actors[self._next_actor % len(self.actors)]
             self._next_actor += 1
-            self._track(restore_segment_task.options(**opts).remote(work, actor), it, "restore", seg.index)
+            ref = attempt_task.options(**opts, name=f"restore_segment {it.id} #{seg.index}").remote(
+                self._attempt(it, 2, seg.index), restore_segment, work, actor)
+            self._track(ref, it, "restore", seg.index)
         if len(it.markers) == len(it.plan.segments):
             self._finish(it)
 
@@ -440,6 +474,7 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - one item fails, the job goes on
             self._fail(it, exc)
             return
+        self._note_redone(it, 1 if kind == "detect" else 2, index, result)
         try:
             if kind == "detect":
                 it.parts[index] = result
@@ -486,12 +521,35 @@ class JobRunner:
         if len(analysis.extra["pts"]) != it.plan.frame_count:
             raise InputError(f"{it.input}: pass 1 decoded {len(analysis.extra['pts'])} frames, "
                              f"the plan says {it.plan.frame_count}")
+        if self.chooser is not None and self.chooser.active:  # which faces (videofix.pipeline.selection), as the local runner
+            analysis = self.chooser.apply(analysis, lambda: self._picture_frames(it.input))
         it.timings["detect"] = round(sum(p.seconds for p in parts), 4)
         it.timings["link"] = round(time.perf_counter() - t, 4)
         it.analysis = analysis
         it.parts = {}
         analysis.save(self.job.item_dir(it.id) / ".analysis.json.tmp")
         os.replace(self.job.item_dir(it.id) / ".analysis.json.tmp", self.job.item_dir(it.id) / "analysis.json")
+
+    def _face_chooser(self):
+        """The run's face-selection options (`FaceChooser`); references are embedded here,
+        with a detector built on the driver like the workers' one."""
+        from videofix.pipeline.selection import FaceChooser
+
+        detector = None
+        if self.settings.face_ref:
+            from videofix.faces import create_detector
+
+            detector = create_detector(self.settings.detector, self.settings.models_dir, "cpu",
+                                       score_threshold=self.settings.det_threshold)
+        return FaceChooser.from_settings(self.settings, detector)
+
+    def _picture_frames(self, path):
+        """(index, Picture) of the item's frames (its --range), numbered as pass 1 numbers them."""
+        from videofix.io import open_video, parse_range
+        from videofix.pipeline.selection import picture_frames
+
+        with open_video(path, parse_range(self.settings.range) if self.settings.range else None) as reader:
+            yield from picture_frames(reader)
 
     def _finish(self, it: _Item) -> None:
         t = time.perf_counter()
@@ -501,7 +559,10 @@ class JobRunner:
             it.status, it.reason = "skipped", "output exists (never rewritten)"
             self.job.set_state(it.id, "skipped", it.reason)
             return
-        join_segments(files, it.plan, it.input, it.output)
+        if is_sequence_pattern(it.output):  # seq (#13): segment folders of frame files
+            join_sequence(files, it.output, it.input)
+        else:
+            join_segments(files, it.plan, it.input, it.output)
         it.timings["join"] = round(time.perf_counter() - t, 4)
         it.report = self._report(it)
         write_json_atomic(self.job.item_dir(it.id) / "report.json", it.report)
@@ -524,6 +585,99 @@ class JobRunner:
         it.refs.clear()
         if not self.quiet:
             self._write(f"videofix: {Path(it.input).name}: failed: {it.reason}")
+
+    # ------------------------------------------------------------------ node loss
+    def _attempt(self, it: _Item, pass_: int, index: int) -> dict:
+        """The attempts-log record of a segment task (`distributed.run_attempt`)."""
+        return {"path": str(self.job.attempts_path), "item": it.id, "pass": pass_, "segment": index}
+
+    def _watch_nodes(self) -> None:
+        """Notice cluster nodes that died (at most once a second): a node alive before and
+        now dead or gone is lost. Ray re-runs its tasks elsewhere by itself; this says so."""
+        now = time.monotonic()
+        if now - self._nodes_checked < 1.0:
+            return
+        self._nodes_checked = now
+        try:
+            nodes = ray.nodes()
+        except Exception:  # noqa: BLE001 - the GCS is busy or restarting: look again later
+            return
+        seen = set()
+        for n in nodes:
+            node_id = n.get("NodeID")
+            seen.add(node_id)
+            if n.get("Alive"):
+                self.nodes[node_id] = n
+            elif node_id in self.nodes:
+                self._node_lost(node_id, self.nodes.pop(node_id))
+        for node_id in [k for k in self.nodes if k not in seen]:
+            self._node_lost(node_id, self.nodes.pop(node_id))
+
+    def _node_lost(self, node_id: str, node: dict) -> None:
+        self._read_attempts()
+        running = []  # the segment tasks that had started on that node and not ended
+        for (item, pass_, index), attempts in sorted(self._attempts.items()):
+            if any(a["node"] == node_id and "end" not in a for a in attempts.values()):
+                running.append({"item": item, "input": self._input_of(item), "pass": pass_, "segment": index})
+        address = f"{node.get('NodeManagerAddress')}:{node.get('NodeManagerPort')}"
+        resources = {k: v for k, v in (node.get("Resources") or {}).items()
+                     if not k.startswith(("node:", "memory", "object_store_memory"))}
+        self.nodes_lost.append({"node": node_id, "address": address, "resources": resources,
+                                "time": time.time(), "running": running})
+        what = ", ".join(f"{Path(r['input']).name} pass {r['pass']} segment {r['segment']}" for r in running)
+        actors = sum(1 for a in self.actor_info if a.get("node") == node_id)
+        # an idle node going away (an autoscaler scaling down) is news, not a warning
+        log.log(logging.WARNING if running or actors else logging.INFO,
+                "node %s (%s, %s) lost; it was running: %s; Ray runs them again on the other nodes",
+                node_id, address, ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items())) or "no resources",
+                what or "no segment task")
+        if actors:  # Ray restarts them elsewhere (max_restarts); segments waiting on them are redone too
+            self.nodes_lost[-1]["restorers"] = actors
+            log.warning("node %s held %d restorer actor(s): Ray starts them again on another node; the segments "
+                        "that were waiting on them are redone", node_id, actors)
+
+    def _read_attempts(self) -> None:
+        """Read the lines appended to the attempts log since the last call."""
+        try:
+            with open(self.job.attempts_path, "rb") as f:
+                f.seek(self._attempts_offset)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self._attempts_offset += end
+        for raw in data[:end].splitlines():
+            try:
+                a = json.loads(raw)
+                key = (a["item"], int(a["pass"]), int(a["segment"]))
+                entry = self._attempts.setdefault(key, {}).setdefault(a["attempt"], {"node": a["node"],
+                                                                                      "pid": a["pid"]})
+                entry[a["event"]] = a["time"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a kill
+
+    def _note_redone(self, it: _Item, pass_: int, index: int, result) -> None:
+        """A segment task's result came back: when it took more than one attempt (its node
+        or worker died, the restorer actor was lost), say where each attempt ran."""
+        self._read_attempts()
+        attempts = sorted(self._attempts.get((it.id, pass_, index), {}).values(), key=lambda a: a.get("start", 0))
+        if len(attempts) < 2:
+            return
+        lost = {n["node"] for n in self.nodes_lost}
+        tried = [{"node": a["node"], "pid": a["pid"], "ended": "end" in a, "node_lost": a["node"] in lost}
+                 for a in attempts]
+        entry = {"item": it.id, "input": it.input, "pass": pass_, "segment": index, "attempts": tried,
+                 "already_done": bool(isinstance(result, dict) and result.get("already_done"))}
+        self.redone.append(entry)
+        final = next((a for a in reversed(tried) if a["ended"]), tried[-1])
+        before = "; ".join(f"node {a['node']}" + (" (lost)" if a["node_lost"] else "")
+                           + ("" if a["ended"] else " did not finish") for a in tried if a is not final)
+        log.warning("%s pass %d segment %d redone on node %s (attempt %d of %d; before: %s)%s",
+                    Path(it.input).name, pass_, index, final["node"], tried.index(final) + 1, len(tried), before,
+                    "; its file was already committed, not written again" if entry["already_done"] else "")
+
+    def _input_of(self, item_id: str) -> str:
+        return next((it.input for it in self.items if it.id == item_id), item_id)
 
     # ------------------------------------------------------------------ report
     def _report(self, it: _Item) -> dict:
@@ -549,7 +703,8 @@ class JobRunner:
             frames_read=it.plan.frame_count, frames_written=frames,
             faces_restored=sum(m["faces_restored"] for m in markers), timings=timings,
             max_frames_held=max((m["max_frames_held"] for m in markers), default=0),
-            metrics=sum_metrics(markers), regions=regions, film=film, paster=paster, faces_reused=faces_reused)
+            metrics=sum_metrics(markers), regions=regions, film=film, paster=paster, faces_reused=faces_reused,
+            notes=list(dict.fromkeys(n for m in markers for n in m.get("notes", []))))
         return {
             **report,
             "ray": {
@@ -612,7 +767,10 @@ def run_single(input_path, output_path, settings: RestoreSettings, options: RayO
     output = Path(output_path)
     probe(input_path)  # fail fast on bad input, before starting a cluster
     check_output(probe(input_path), output, settings.codec)
-    job = JobDir(output.parent / f".{output.name}.videofix-ray-{os.getpid()}-{int(time.time() * 1000) % 100000}")
+    # an image-sequence output's folder may not exist yet: the job folder goes next to it
+    home = output.parent.parent if is_sequence_pattern(output) else output.parent
+    job = JobDir(home / f".{output.parent.name if home != output.parent else output.name}.videofix-ray-"
+                 f"{os.getpid()}-{int(time.time() * 1000) % 100000}")
     items = [{"id": "0", "input": str(Path(input_path).absolute()), "output": str(output.absolute()),
               "overwrite": True}]
     try:

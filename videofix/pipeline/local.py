@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +20,12 @@ import torch
 
 from videofix.errors import UsageError
 from videofix.film.plan import FilmOptions
-from videofix.io import OutputFile, open_video, parse_range, probe
+from videofix.io import OutputFile, check_output, open_video, parse_range, probe
 from videofix.io.info import TimeRange
 from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
 from videofix.pipeline.report import PreviewCollector, choose_preview_frames, run_report, write_json_atomic
 from videofix.pipeline.restoration import FaceRestorationPass
-from videofix.pipeline.stages import BackgroundConsumer, Progress, StageTimer, prefetch
+from videofix.pipeline.stages import BackgroundConsumer, Progress, StageTimer, ordered_map, prefetch
 
 log = logging.getLogger("videofix")
 
@@ -45,6 +47,7 @@ class RestoreSettings:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
+    encoder_threads: int = 0  # 0: reproducible (libx264 one thread); N: faster, bytes may vary
     pix_fmt: str | None = None
     range: str | None = None
     upscale: int = 1
@@ -60,6 +63,22 @@ class RestoreSettings:
     deinterlace: str = FilmOptions.deinterlace
     upscaler: str = FilmOptions.upscaler
     dedup: bool = FilmOptions.dedup
+    # parallel CPU stages (local runner): worker processes for detection, threads for
+    # alignment and paste; 0 = every core this process may run on
+    workers: int = 0
+    # which faces, and how much of each is pasted (videofix.faces.selection / regions,
+    # videofix.pipeline.selection): track-level choices, identity references (image paths)
+    only_center_face: bool = False
+    largest_face: bool = False
+    min_face_size: float = 0.0
+    max_faces: int = 0
+    det_threshold: float | None = None
+    face_ref: list[str] = dataclasses.field(default_factory=list)
+    exclude: bool = False
+    face_ref_distance: float | None = None
+    blend: float = 1.0
+    keep_regions: list[str] = dataclasses.field(default_factory=list)
+    occlusion: bool = True
 
     def validate(self) -> None:
         if not 0.0 <= self.fidelity <= 1.0:
@@ -68,8 +87,12 @@ class RestoreSettings:
             raise UsageError(f"--temporal-radius must be >= 0, got {self.temporal_radius}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.encoder_threads <= 64:
+            raise UsageError(f"--encoder-threads must be from 0 to 64, got {self.encoder_threads}")
         if self.upscale < 1 or self.upscale > 8:
             raise UsageError(f"--upscale must be an integer from 1 to 8, got {self.upscale}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be >= 0 (0 = all cores), got {self.workers}")
         if self.range is not None:
             parse_range(self.range)
         for name, value, allowed in (("color", self.color, ("auto", "color", "luma")), ("grain", self.grain, ("auto", "off")),
@@ -78,8 +101,43 @@ class RestoreSettings:
             if value not in allowed:
                 raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
 
+        self._validate_selection()
+
+    def _validate_selection(self) -> None:
+        from videofix.faces.regions import parse_keep_regions
+
+        if self.min_face_size < 0:
+            raise UsageError(f"--min-face-size must be >= 0 pixels, got {self.min_face_size}")
+        if self.max_faces < 0:
+            raise UsageError(f"--max-faces must be >= 0 (0 = all), got {self.max_faces}")
+        if self.det_threshold is not None and not 0.0 < self.det_threshold < 1.0:
+            raise UsageError(f"--det-threshold must be between 0 and 1 (exclusive), got {self.det_threshold}")
+        if not 0.0 <= self.blend <= 1.0:
+            raise UsageError(f"--blend must be between 0 and 1, got {self.blend}")
+        if self.face_ref_distance is not None and self.face_ref_distance <= 0:
+            raise UsageError(f"--face-ref-distance must be > 0, got {self.face_ref_distance}")
+        for path in self.face_ref:
+            if not Path(path).is_file():
+                raise UsageError(f"--face-ref: no such file: {path}")
+        self.keep_regions = parse_keep_regions(self.keep_regions)
+
+    def paste_options(self):
+        """`videofix.faces.regions.PasteOptions` of these settings (blend, kept regions, occlusion)."""
+        from videofix.faces.regions import PasteOptions
+
+        return PasteOptions(blend=self.blend, keep_regions=self.keep_regions, occlusion=self.occlusion)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def worker_count(self) -> int:
+        """`workers`, with 0 = the cores this process may run on (its CPU affinity)."""
+        if self.workers > 0:
+            return int(self.workers)
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -101,7 +159,8 @@ def load_stages(settings: RestoreSettings, *, need_detector: bool = True, quiet:
                           download=settings.download, quiet=quiet)
     device = next(model.parameters()).device
     det_device = "cuda" if device.type == "cuda" else "cpu"
-    detector = create_detector(settings.detector, settings.models_dir, det_device) if need_detector else None
+    detector = create_detector(settings.detector, settings.models_dir, det_device,
+                               score_threshold=settings.det_threshold) if need_detector else None
     parser = None
     if settings.parsing:
         parser = load_face_parser(settings.models_dir, device=det_device, download=False)
@@ -120,11 +179,37 @@ def make_engine(stages: LoadedStages, settings: RestoreSettings):
                             batch_size=settings.batch_size, device=stages.device)
 
 
+# A detection worker costs about a second to start (imports, the landmark model): fewer
+# frames than this are detected in the main process (the detections are the same).
+POOL_MIN_FRAMES = 48
+
+
+def detector_pool(detector, settings: RestoreSettings, workers: int, frames: int | None = None):
+    """A `DetectorPool` of `workers` processes with `detector`'s backend, or None when one
+    worker is asked for, the detector runs on a GPU (it stays in this process) or the input
+    has fewer than `POOL_MIN_FRAMES` frames (`frames`, when known)."""
+    from videofix.faces.pool import DetectorPool
+
+    on_gpu = "cuda" in str(getattr(detector, "device", "cpu")) or "CUDAExecutionProvider" in (
+        getattr(detector, "providers", None) or ())
+    if workers < 2 or detector is None or on_gpu or (frames is not None and 0 < frames < POOL_MIN_FRAMES):
+        return None
+    return DetectorPool(detector.name, workers, models_dir=settings.models_dir,
+                        det_short_side=getattr(detector, "det_short_side", 640),
+                        score_threshold=getattr(detector, "score_threshold", None))
+
+
 def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time_range: TimeRange | None = None,
-                  quiet: bool = True, timer: StageTimer | None = None, film=None) -> FaceAnalysis:
+                  quiet: bool = True, timer: StageTimer | None = None, film=None, pool=None) -> FaceAnalysis:
     """Pass 1 over a file (or its range): detections linked into smoothed tracks.
-    film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None."""
+    film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None.
+    pool: a `videofix.faces.pool.DetectorPool` to detect in (see `detector_pool`), or None.
+    The faces chosen by the settings' selection options are kept (`videofix.pipeline.selection`;
+    reference photos are embedded before pass 1, so a bad one fails at once)."""
+    from videofix.pipeline.selection import FaceChooser, picture_frames
+
     timer = timer or StageTimer()
+    chooser = FaceChooser.from_settings(settings, detector)
     with open_video(path, time_range) as reader:
         info = reader.info
         total = info.frame_count or None
@@ -134,25 +219,37 @@ def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time
             t0 = time.perf_counter()
             analysis = analyze_frames(prefetch(frames, 8, timer, "decode_pass1"), detector,
                                       frame_size=(info.width, info.height), sigma=settings.landmark_sigma,
-                                      max_gap=settings.max_gap, progress=bar.update, observer=survey)
+                                      max_gap=settings.max_gap, progress=bar.update, observer=survey, pool=pool)
             timer.add("detect_and_track", time.perf_counter() - t0 - timer.seconds.get("decode_pass1", 0.0))
     if film is not None:
         film.finalize(analysis, survey)
+    if chooser.active:
+
+        def frames():
+            with open_video(path, time_range) as again:
+                yield from picture_frames(again)
+
+        with timer("select_faces"):
+            analysis = chooser.apply(analysis, frames)
     return analysis
 
 
 def restore_video(input_path: str | Path, output_path: str | Path, settings: RestoreSettings, *,
                   report_path: str | Path | None = None, preview_path: str | Path | None = None,
-                  quiet: bool = False, stages: LoadedStages | None = None) -> dict:
+                  quiet: bool = False, stages: LoadedStages | None = None,
+                  analysis: FaceAnalysis | None = None) -> dict:
     """Restore the faces of `input_path` into `output_path`; returns the report (a dict).
 
     The output appears atomically at the end (nothing under its name on failure); the
     input is only read. Raises `VideofixError`s with one-line messages on bad input.
+    analysis: pass 1 done earlier on this input and range (`analyze_video` with a film
+    plan of the same settings, e.g. a saved analysis.json): pass 1 is skipped.
     """
     t_start = time.perf_counter()
     settings.validate()
     time_range = parse_range(settings.range) if settings.range else None
     info = probe(input_path)  # fails fast on bad input
+    check_output(info, output_path, settings.codec)  # ... and on an output it cannot write, before any work
     timer = StageTimer()
     with timer("load_models"):
         stages = stages or load_stages(settings, quiet=quiet)
@@ -163,12 +260,23 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
 
     with timer("film_plan"):
         film = FilmPlan.create(input_path, settings, device=stages.device)
-    analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet, timer=timer,
-                             film=film)
+    # parallel CPU stages (--workers): detection in worker processes (one detector each),
+    # alignment and paste in threads; the output is the same for any number of workers
+    workers = settings.worker_count()
+    if analysis is None:
+        pool = detector_pool(stages.detector, settings, workers, info.frame_count)
+        try:
+            analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet,
+                                     timer=timer, film=film, pool=pool)
+        finally:
+            if pool is not None:
+                pool.close()
     engine = make_engine(stages, settings)
     preview_frames = choose_preview_frames(analysis) if preview_path else []
     film_options = film.pass_options(analysis, keep_clean=preview_frames)
-    restorer = FaceRestorationPass(analysis, engine, upscale=settings.upscale, parser=stages.parser, **film_options)
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="videofix-cpu") if workers > 1 else None
+    restorer = FaceRestorationPass(analysis, engine, upscale=settings.upscale, parser=stages.parser, **film_options,
+                                   executor=executor, paste_depth=2 * workers, paste_options=settings.paste_options())
     preview = PreviewCollector(preview_frames, analysis) if preview_path else None
 
     out_info = info
@@ -177,7 +285,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
     frames_read = frames_written = 0
     with open_video(input_path, time_range) as reader, \
             OutputFile(input_path, output_path, out_info, settings.codec, settings.crf, settings.preset,
-                       settings.pix_fmt, time_range) as out:
+                       settings.pix_fmt, time_range, threads=settings.encoder_threads) as out:
 
         regions: dict[int, list] = {}
 
@@ -199,17 +307,24 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
                         frames_written += 1
                         bar.update(1)
 
-                for frame in prefetch(film.frames(reader), 8, timer, "decode"):
+                decoded = prefetch(film.frames(reader), 8, timer, "decode")
+                if executor is not None:  # faces aligned in the threads, a few frames ahead
+                    items = ordered_map(lambda f: (f, restorer.prepare(f)), decoded, executor, ahead=2 * workers)
+                else:
+                    items = ((f, None) for f in decoded)
+                for frame, prepared in items:
                     frames_read += 1
                     if preview is not None:
                         preview.add_before(frame.index, frame.picture)
                     with timer("restore"):
-                        finished = restorer.feed(frame)
+                        finished = restorer.feed(frame, prepared)
                     emit(finished)
                 with timer("restore"):
                     finished = restorer.finish()
                 emit(finished)
         finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
             writer.close()
         read_report = reader.report
 
@@ -222,7 +337,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         faces_restored=restorer.faces_restored, timings={**timer.as_dict(), "total": total},
         max_frames_held=restorer.max_pending, metrics=restorer.metrics, regions=regions, film=film,
         paster=film_options["paster"], faces_reused=restorer.faces_reused,
-        notes=[] if read_report.complete else [read_report.describe(str(input_path))])
+        notes=read_report.report_notes(str(input_path)))
     if preview is not None:
         preview.add_clean(film_options["paster"].clean)
         report["preview"] = str(preview_path) if preview.write(preview_path, settings.upscale) else None

@@ -19,7 +19,8 @@ def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upsc
     """`tracks` of the report: id, output frame indices, face boxes in output pixels
     ([x0, y0, x1, y1] per frame, scaled by `upscale`), the regions the pastes may have
     changed (`paste_regions`, ints, x1/y1 exclusive; outside them every pixel is the
-    source's), code flip rate and flicker."""
+    source's), `detected_frames` (the output frames where the face detector really found the
+    face; the track's other frames were bridged by interpolation), code flip rate and flicker."""
     out = []
     for t in sorted(analysis.tracks, key=lambda t: t.track_id):
         m = metrics.get(t.track_id)
@@ -28,7 +29,7 @@ def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upsc
             "frames": [int(f) - first_frame for f in t.frames],
             "boxes": np.round(t.boxes.astype(np.float64) * upscale, 2).tolist(),
             "paste_regions": (regions or {}).get(t.track_id, []),
-            "detected_frames": int(t.detected.sum()),
+            "detected_frames": [int(f) - first_frame for f in t.frames[t.detected]],
             "code_flip_rate": json_number(m.code_flip_rate) if m else None,
             "flicker": json_number(m.flicker) if m else None,
         })
@@ -42,7 +43,12 @@ def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, dev
     """The report both runners write: the same keys whether the video was restored in one
     piece or in Ray segments. `timings` must hold "total"; `notes`: runner-specific notes,
     after the no-face note and before the deinterlacing note."""
-    notes = (["no face found: the frames were re-encoded unchanged"] if not analysis.tracks else []) + list(notes)
+    selection = analysis.extra.get("selection")
+    if not analysis.tracks and selection and selection.get("dropped"):
+        notes = [f"no face chosen: the {len(selection['dropped'])} face tracks found were all left out by the "
+                 f"face selection options (see `selection`); the frames were re-encoded unchanged"] + list(notes)
+    else:
+        notes = (["no face found: the frames were re-encoded unchanged"] if not analysis.tracks else []) + list(notes)
     if film.interlace.deinterlace:
         notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
     return {
@@ -54,7 +60,13 @@ def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, dev
         "frames_read": frames_read,
         "frames_written": frames_written,
         "faces_restored": faces_restored,
-        "cuts": analysis.cuts,
+        # shot boundaries, output frame indices of the first frame of each new shot: `cuts`
+        # hard cuts, `soft_cuts` the ends of fades/dissolves (`transitions`: their spans)
+        "cuts": analysis.hard_cuts,
+        "soft_cuts": list(analysis.soft_cuts),
+        "transitions": [list(t) for t in analysis.transitions],
+        "cut_detector": analysis.cut_detector,
+        "detector_choice": analysis.extra.get("detector_choice"),
         "timings": timings,
         "fps": round(frames_written / max(timings["total"], 1e-9), 3),
         "max_frames_held": max_frames_held,
@@ -62,6 +74,8 @@ def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, dev
         "tracks": track_entries(analysis, metrics, settings.upscale, regions=regions),
         "deinterlaced": film.interlace.deinterlace,
         "film": film.report(analysis, paster, frames=frames_written, faces_reused=faces_reused),
+        # which faces were chosen (videofix.pipeline.selection); None without selection options
+        "selection": selection,
     }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from concurrent.futures import Executor, Future, wait
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from videofix.faces import estimate_alignment, paste_affine, paste_face, warp_face
 from videofix.faces.masks import region_for_paste
+from videofix.faces.regions import PasteOptions, paste_limit
 from videofix.film.duplicates import copy_region, put_region
 from videofix.film.upscale import ResizeUpscaler
 from videofix.io.picture import Picture
@@ -89,20 +91,24 @@ class FacePaster:
             upscale=, parse_mask=)` replaces `paste_face` (`videofix.film.paste.FilmPaster`).
         repeats: frame index -> first frame of its run of repeated frames: after pasting a
             run's first frame its face regions are kept for `paste(..., repeat_of=)`.
+        options: `videofix.faces.regions.PasteOptions` (blend, keep_regions, occlusion);
+            None = the official paste.
     """
 
     def __init__(self, size: int, *, upscale: int = 1, parser=None, paster=None,
-                 repeats: dict[int, int] | None = None):
+                 repeats: dict[int, int] | None = None, options: PasteOptions | None = None):
         self.size = int(size)
         self.upscale = int(upscale)
         self.parser = parser
         self.paster = paster
+        self.options = options or PasteOptions()
         self._run_firsts = set((repeats or {}).values())
         self._snapshot: tuple[int, list, dict, dict] | None = None  # (frame, faces, regions, samples)
         self.faces_reused = 0
 
     def paste(self, output: Picture, frame_index: int, faces: Sequence[tuple[int, np.ndarray, np.ndarray]], *,
-              repeat_of: int | None = None) -> tuple[list[tuple[int, np.ndarray]], dict[int, tuple[int, int, int, int]]]:
+              repeat_of: int | None = None, sources: dict[int, np.ndarray] | None = None,
+              ) -> tuple[list[tuple[int, np.ndarray]], dict[int, tuple[int, int, int, int]]]:
         """Paste one frame's faces into `output` (in place), in track-id order.
 
         Args:
@@ -113,6 +119,8 @@ class FacePaster:
             repeat_of: for a repeated frame, the first frame of its run (the last run's first
                 frame this paster pasted): its face regions are copied unchanged and `faces`
                 is not used.
+            sources: {track id: the aligned source crop uint8 (S, S, 3) RGB the face was
+                restored from}: occlusions and kept regions (`options`) are found on it.
 
         Returns:
             ([(track id, affine), ...] in paste order, {track id: output region (x0, y0, x1, y1)
@@ -127,12 +135,15 @@ class FacePaster:
             self.faces_reused += len(regions)
             return list(placed), dict(regions)
         ordered = sorted(faces, key=lambda f: int(f[0]))
+        blend = {} if self.options.blend == 1.0 else {"blend": self.options.blend}
         for track_id, crop, affine in ordered:
-            parse = self.parser.mask(crop) if self.parser is not None else None
+            source = (sources or {}).get(track_id)
+            parse = paste_limit(self.options, self.size, parser=self.parser, restored=crop, source=source)
             if self.paster is not None:
-                self.paster.paste(output, frame_index, track_id, crop, affine, upscale=self.upscale, parse_mask=parse)
+                self.paster.paste(output, frame_index, track_id, crop, affine, upscale=self.upscale, parse_mask=parse,
+                                  **blend)
             else:
-                paste_face(output, crop, affine, upscale=self.upscale, parse_mask=parse)
+                paste_face(output, crop, affine, upscale=self.upscale, parse_mask=parse, **blend)
         placed = [(int(t), affine) for t, _, affine in ordered]
         regions = {t: self.region(output, affine) for t, affine in placed}
         if frame_index in self._run_firsts:
@@ -176,11 +187,19 @@ class FaceRestorationPass:
             frames carry their restored faces (`FinishedFrame.restored`, a repeat those of
             its run's first frame) and the pictures as fed; paste them later with a
             `FacePaster` built like `self.face_paster`.
+        executor: a `concurrent.futures.Executor` (threads) that pastes finished frames,
+            several at once; frames still come back in order and with the same pixels
+            (repeats are chained after their run's first frame). None = paste in `feed`.
+        paste_depth: with an executor, how many frames may wait in pastes before `feed`
+            waits for the oldest (memory bound).
+        paste_options: `videofix.faces.regions.PasteOptions` (blend, keep_regions,
+            occlusion), found on the aligned source crops; None = the official paste.
     """
 
     def __init__(self, analysis: FaceAnalysis, engine: TemporalRestorer, *, upscale: int = 1, parser=None,
                  emit_range: tuple[int, int] | None = None, metrics_from: int | None = None,
-                 upscaler=None, paster=None, repeats: dict[int, int] | None = None, paste: bool = True):
+                 upscaler=None, paster=None, repeats: dict[int, int] | None = None, paste: bool = True,
+                 executor: Executor | None = None, paste_depth: int = 4, paste_options: PasteOptions | None = None):
         self.analysis = analysis
         self.engine = engine
         self.size = int(engine.size)
@@ -209,15 +228,41 @@ class FaceRestorationPass:
         self._openers: dict[int, tuple[RestoredFace, np.ndarray]] = {}  # track -> last face before metrics_from
         self.paste = bool(paste)
         self.face_paster = FacePaster(self.size, upscale=self.upscale, parser=parser, paster=paster,
-                                      repeats=self.repeats)
+                                      repeats=self.repeats, options=paste_options)
         self._kept: tuple[int, list, dict] | None = None  # paste=False: (run's first frame, faces, restored)
         self.faces_reused = 0
+        # parallel paste (the local runner's --workers): finished frames are pasted by
+        # `executor`, several frames at once, and given back in order; at most `paste_depth`
+        # frames wait in the pastes. Every frame's pixels depend only on that frame, except
+        # repeated frames (copied from their run's first output): the pastes of runs' first
+        # frames and of repeats are chained one after the other, so the output is the same
+        # whatever the number of workers.
+        self.executor = executor
+        self.paste_depth = max(1, int(paste_depth))
+        self._pasting: deque[Future] = deque()
+        self._chain: Future | None = None
 
     def _emits(self, index: int) -> bool:
         return self.emit_range is None or self.emit_range[0] <= index < self.emit_range[1]
 
-    def feed(self, frame: DecodedFrame) -> list[FinishedFrame]:
-        """Add the next decoded frame; returns the frames finished so far, in order."""
+    def prepare(self, frame: DecodedFrame) -> dict[int, tuple[np.ndarray, np.ndarray]] | None:
+        """The alignment of one frame's faces, ahead of `feed`: {track id: (affine (2, 3)
+        float64 frame -> crop, uint8 (S, S, 3) RGB crop)}, or None for a repeated frame
+        (`feed` decides then). Reads only the frame and the tracks, so it may run in worker
+        threads, several frames at once (the local runner's --workers); `feed(frame,
+        prepared)` then uses these crops, which are exactly those `feed` would cut."""
+        if frame.index in self.repeats:
+            return None
+        out = {}
+        for face in self.analysis.faces_in(frame.index):
+            affine = estimate_alignment(face.landmarks, size=self.size)
+            out[face.track_id] = (affine, warp_face(frame.picture, affine, size=self.size))
+        return out
+
+    def feed(self, frame: DecodedFrame, prepared: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+             ) -> list[FinishedFrame]:
+        """Add the next decoded frame; returns the frames finished so far, in order.
+        prepared: `prepare(frame)`, computed ahead (e.g. in a worker thread), or None."""
         emit = self._emits(frame.index)
         keep = not emit and frame.index in self._keep_firsts
         faces = self.analysis.faces_in(frame.index)
@@ -240,24 +285,63 @@ class FaceRestorationPass:
                 results += self.engine.end_track(face.track_id)
             faces = []
         for face in faces:
-            affine = estimate_alignment(face.landmarks, size=self.size)
-            crop = warp_face(frame.picture, affine, size=self.size)
+            if prepared is not None and face.track_id in prepared:
+                affine, crop = prepared[face.track_id]
+            else:
+                affine = estimate_alignment(face.landmarks, size=self.size)
+                crop = warp_face(frame.picture, affine, size=self.size)
             pending.affines[face.track_id] = affine
             pending.inputs[face.track_id] = crop
-            results += self.engine.push(face.track_id, frame.index, crop)
+            # inside a fade or dissolve (and on the frame after it) the temporal window holds the
+            # frame alone: its neighbours are other mixes of two shots, no evidence to pool
+            soft = self.analysis.in_transition(frame.index) or self.analysis.in_transition(frame.index - 1)
+            results += self.engine.push(face.track_id, frame.index, crop, cut_before=soft)
             if frame.index == self.analysis.track(face.track_id).end:
                 results += self.engine.end_track(face.track_id)
         self._take(results)
-        self.max_pending = max(self.max_pending, len(self._pending))
+        self.max_pending = max(self.max_pending, len(self._pending) + len(self._pasting))
         return self._pop_ready()
 
     def finish(self) -> list[FinishedFrame]:
         """Restore what is still held (end of the input) and return the remaining frames."""
         self._take(self.engine.flush())
         out = self._pop_ready()
+        out += self._harvest(everything=True)
         if self._pending:  # every face comes back from flush(); anything left is a bug
             raise RuntimeError(f"{len(self._pending)} frames still wait for faces after flush")
         return out
+
+    # ------------------------------------------------------------------ parallel paste
+    def _submit_paste(self, p: _PendingFrame) -> None:
+        """Paste frame `p` on the executor (see `executor` in __init__)."""
+        faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
+        chained = p.repeat_of is not None or p.frame.index in self._run_firsts
+        before = self._chain if chained else None
+
+        def task() -> FinishedFrame:
+            if before is not None:
+                before.result()  # the run's first frame (or the previous repeat) is pasted
+            placed, regions = self.face_paster.paste(p.output, p.frame.index, faces, repeat_of=p.repeat_of,
+                                                     sources=p.inputs)
+            return FinishedFrame(p.frame, p.output, placed, regions, repeat_of=p.repeat_of)
+
+        future = self.executor.submit(task)
+        if chained:
+            self._chain = future
+        self._pasting.append(future)
+
+    def _harvest(self, everything: bool = False) -> list[FinishedFrame]:
+        """Pasted frames, in order: those already done, and the oldest while more than
+        `paste_depth` wait (all of them with `everything`)."""
+        done = []
+        while self._pasting and (everything or self._pasting[0].done() or len(self._pasting) > self.paste_depth):
+            finished = self._pasting.popleft().result()
+            if finished.repeat_of is not None:
+                self.faces_reused += len(finished.regions)
+            done.append(finished)
+        if not self._pasting:
+            self._chain = None
+        return done
 
     def _take(self, results: Iterable[RestoredFace]) -> None:
         for r in results:
@@ -286,16 +370,24 @@ class FaceRestorationPass:
                     m.update(codes=np.asarray(r.codes), restored=r.image, input_crop=p.inputs[track_id])
             if not p.emit:
                 if p.keep:
+                    if self._pasting:  # it swaps the paster: no paste may run meanwhile
+                        wait(list(self._pasting))
                     self._keep_context(p)
                 continue
             if not self.paste:
                 done.append(self._unpasted(p))
                 continue
+            if self.executor is not None:
+                self._submit_paste(p)
+                continue
             faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
-            placed, regions = self.face_paster.paste(p.output, p.frame.index, faces, repeat_of=p.repeat_of)
+            placed, regions = self.face_paster.paste(p.output, p.frame.index, faces, repeat_of=p.repeat_of,
+                                                     sources=p.inputs)
             if p.repeat_of is not None:
                 self.faces_reused += len(regions)
             done.append(FinishedFrame(p.frame, p.output, placed, regions, repeat_of=p.repeat_of))
+        if self.executor is not None:
+            done += self._harvest()
         return done
 
     def _keep_context(self, p: _PendingFrame) -> None:
@@ -308,7 +400,7 @@ class FaceRestorationPass:
         faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
         main, self.face_paster.paster = self.face_paster.paster, self._context_paster
         try:
-            self.face_paster.paste(p.output, p.frame.index, faces)
+            self.face_paster.paste(p.output, p.frame.index, faces, sources=p.inputs)
         finally:
             self.face_paster.paster = main
 

@@ -91,6 +91,25 @@ def prefetch(items: Iterable, depth: int = 8, timer: StageTimer | None = None, s
                 thread.join(timeout=0.05)
 
 
+def ordered_map(fn: Callable, items: Iterable, executor, ahead: int = 4) -> Iterator:
+    """`fn(item)` for each item, computed on `executor` (threads) up to `ahead` items ahead,
+    yielded in the items' order. An exception of `fn` is raised at its item."""
+    from collections import deque
+
+    ahead = max(1, int(ahead))
+    futures: deque = deque()
+    try:
+        for item in items:
+            futures.append(executor.submit(fn, item))
+            if len(futures) > ahead:
+                yield futures.popleft().result()
+        while futures:
+            yield futures.popleft().result()
+    finally:
+        for f in futures:
+            f.cancel()
+
+
 class BackgroundConsumer:
     """Run `consume(item)` for each submitted item in a background thread, in order.
 

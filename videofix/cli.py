@@ -18,7 +18,7 @@ import os
 import sys
 
 from videofix import __version__
-from videofix.errors import VideofixError
+from videofix.errors import INTERRUPTED, VideofixError
 
 # subcommand name -> module under videofix.commands
 SUBCOMMANDS: dict[str, str] = {
@@ -71,7 +71,31 @@ def _av_message(exc: BaseException) -> str:
     return f"{name}: {msg}".strip() if name else msg.strip()
 
 
+def _on_sigint(signum, frame) -> None:
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The `videofix` command; returns the exit code. Ctrl-C is remembered as well as raised
+    (`videofix.errors.INTERRUPTED`), so a library that swallows the KeyboardInterrupt cannot
+    turn an interrupted run into a finished one."""
+    import signal
+    import threading
+
+    INTERRUPTED.clear()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        return _main(argv)
+    finally:
+        INTERRUPTED.clear()  # in-process callers (tests, notebooks) go on with a clean flag
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("VIDEOFIX_DEBUG") == "1"
     first = next((a for a in argv if not a.startswith("-")), None)

@@ -13,6 +13,20 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import threading
+
+# Set by the command line's Ctrl-C handler. A KeyboardInterrupt can be swallowed by a
+# library's bare `except:` (an optional import, a C callback): the stages check this flag
+# once per frame (`check_interrupted`), so a Ctrl-C always ends the run with exit 130 and
+# nothing under the output name.
+INTERRUPTED = threading.Event()
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt when Ctrl-C was pressed during this run."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
 
 class VideofixError(Exception):
     """Base class: an error with a one-line, user-facing message."""

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from videofix.errors import check_interrupted
+
 _DONE = object()
 
 
@@ -165,6 +167,7 @@ class Progress:
                              smoothing=0.1, leave=True)
 
     def update(self, n: int = 1) -> None:
+        check_interrupted()  # once per frame, in both passes (see videofix.errors.INTERRUPTED)
         if self._bar is not None:
             self._bar.update(n)
 

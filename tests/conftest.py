@@ -9,13 +9,55 @@ model cache with downloads off.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
+
+
+# The tiny CodeFormer the Ray, corpus, sequence, mastering and shot tests restore with (64 px,
+# formula weights): every stage does its real work in a fraction of the small config's time.
+TINY_CODEFORMER = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
+                       codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even if it is killed (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server over tmp_path/www (no network leaves the machine):
+    yields (root folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
 
 
 def run_cli(*args, check_rc: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:

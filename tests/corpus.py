@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from videofix.samples import face_content
+from conftest import TINY_CODEFORMER
 
 W, H = 256, 192
 
@@ -339,12 +340,9 @@ CORPUS: dict[str, Callable[[Path], CorpusFile]] = {
     "damaged_packet": make_damaged,
 }
 
-# a tiny formula-filled CodeFormer (64 px crops): a face costs milliseconds on a CPU
-TINY_CODEFORMER = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
-                       codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
-
 
 def tiny_weights(path: Path) -> Path:
+    # the tiny formula-filled CodeFormer (64 px crops): a face costs milliseconds on a CPU
     import torch
 
     from videofix.models.synthetic import formula_codeformer

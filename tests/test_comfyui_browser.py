@@ -37,7 +37,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMFYUI = os.environ.get("VIDEOFIX_COMFYUI")
@@ -211,21 +211,6 @@ def pinned_vhs() -> dict:
 
 
 # ----------------------------------------------------------------------------- ComfyUI + browser
-
-
-def die_with_parent() -> None:
-    """In the child: get SIGTERM when the test process dies, even if it is killed (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(port: int, path: str, timeout: float = 30.0):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMFYUI = os.environ.get("VIDEOFIX_COMFYUI")
@@ -39,21 +39,6 @@ PYTHON = os.environ.get("VIDEOFIX_COMFYUI_PYTHON", sys.executable)
 FRAMES, WIDTH, HEIGHT, FPS = 5, 192, 160, 25
 
 pytestmark = pytest.mark.skipif(not COMFYUI, reason="set VIDEOFIX_COMFYUI to a ComfyUI folder (see the module docstring)")
-
-
-def die_with_parent() -> None:
-    """In the child: get SIGTERM when the test process dies, even if it is killed (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(port: int, path: str, payload: dict | None = None, timeout: float = 10.0):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np

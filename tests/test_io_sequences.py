@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import media
-from conftest import run_cli
+from conftest import TINY_CODEFORMER, run_cli
 from videofix.errors import InputError, OutputError
 from videofix.io import OutputFile, open_video, probe
 
@@ -265,8 +265,6 @@ def test_video_to_sequence_and_sequence_to_video(tmp_path):
 
 # ------------------------------------------------------------------------------------ end to end
 FACE_W, FACE_H = 256, 192
-TINY = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
-            codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +277,7 @@ def face_scan(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("face_scan")
     weights = d / "tiny.pth"
-    torch.save({"params_ema": formula_codeformer(TINY).state_dict()}, weights)
+    torch.save({"params_ema": formula_codeformer(TINY_CODEFORMER).state_dict()}, weights)
     faces = face_content(FACE_W, FACE_H, face_size=150, seed=3)
     plain = media.gradient_content(FACE_W, FACE_H, seed=3)
     rng = np.random.default_rng(7)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import media
-from conftest import run_cli
+from conftest import TINY_CODEFORMER, run_cli
 from videofix.errors import OutputError
 from videofix.io import OutputFile, open_video, probe
 from videofix.io.writer import (
@@ -32,8 +32,6 @@ from videofix.io.writer import (
 )
 
 W, H = 256, 192
-TINY = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
-            codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
 
 
 def write_master(path: Path, content, frames: int, fps: int = 24, timecode: str | None = "01:00:00:00",
@@ -166,7 +164,7 @@ def test_restore_prores_master_to_prores(tmp_path):
     from videofix.samples import face_content
 
     weights = tmp_path / "tiny.pth"
-    torch.save({"params_ema": formula_codeformer(TINY).state_dict()}, weights)
+    torch.save({"params_ema": formula_codeformer(TINY_CODEFORMER).state_dict()}, weights)
     faces, plain = face_content(W, H, face_size=150, seed=1), media.gradient_content(W, H, seed=1)
     rng = np.random.default_rng(2)
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -121,21 +118,6 @@ def test_unknown_model_name_is_a_usage_error():
 
 
 # ---------------------------------------------------------------------- download
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server over tmp_path/www (no network leaves the machine)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_download_records_hash_and_checks_it(server, tmp_path, monkeypatch, capsys):

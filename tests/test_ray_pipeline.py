@@ -22,9 +22,8 @@ ray = pytest.importorskip("ray")
 
 from media import decode_audio, decode_frames, make_clip  # noqa: E402
 from videofix.pipeline.local import RestoreSettings, restore_video  # noqa: E402
+from conftest import TINY_CODEFORMER  # noqa: E402
 
-TINY_CODEFORMER = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
-                       codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
 # the film options keep their defaults (--color auto --grain auto --dedup --deinterlace auto)
 SETTINGS = dict(detector="dlib", codec="ffv1", temporal_radius=2, device="cpu", parsing=False, download=False,
                 batch_size=4)

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import TINY_CODEFORMER, run_cli
 
 import media
 from videofix.faces.shots import (
@@ -23,8 +23,6 @@ from videofix.faces.shots import (
 from videofix.samples import ShotSpec, astronaut_face, edited_content, group_face, match_histogram, real_image
 
 W, H = 256, 144
-TINY_CODEFORMER = dict(img_size=64, nf=32, ch_mult=(1, 1, 2), res_blocks=1, attn_resolutions=(16,), emb_dim=32,
-                       codebook_size=64, dim_embd=64, n_head=4, n_layers=1, connect_list=("32", "64"))
 
 
 def _speaker_and_audience():

@@ -322,11 +322,12 @@ class VideoReader:
         self.report.frames = count
         if count == 0:
             raise InputError(f"{self.path}: no decodable video frames")
-        self._check_complete(count, (len(tl) if whole else b) - a, tl, whole)
+        self._check_complete(count, (len(tl) if whole else b) - a, tl, whole, first=a)
 
-    def _check_complete(self, frames: int, expected: int, tl: Timeline, whole: bool) -> None:
+    def _check_complete(self, frames: int, expected: int, tl: Timeline, whole: bool, first: int = 0) -> None:
         """Lost frames: fewer than the timeline holds or, for the whole file, than the
-        container's header says (a truncated file's packets stop early)."""
+        container's header says (a truncated file's packets stop early), plus holes in the
+        timeline from frame `first` on (see `Timeline.gap_frames`)."""
         info, rep = self.info, self.report
         fps = float(info.avg_fps) if info.avg_fps else 25.0
         lost, lost_seconds = max(0, expected - frames), 0.0
@@ -346,8 +347,7 @@ class VideoReader:
                 lost = int(round(gap * fps))
         # packets the demuxer skipped without a word (a damaged Matroska cluster): holes in
         # a constant-rate timeline
-        a = 0 if whole or self.range is None else self._range_indices(tl)[0]
-        holes, hole_seconds = tl.gap_frames(a, a + min(frames, expected))
+        holes, hole_seconds = tl.gap_frames(first, first + min(frames, expected))
         lost, lost_seconds = lost + holes, lost_seconds + hole_seconds
         rep.expected_frames = max(expected, frames + lost)
         rep.lost_frames, rep.lost_seconds = lost, lost_seconds

@@ -56,3 +56,9 @@ class OutputError(VideofixError):
 
 class DeviceError(VideofixError):
     exit_code = 6
+
+
+class ClusterError(VideofixError):
+    """The Ray cluster given with --address cannot be reached or refused the connection."""
+
+    exit_code = 7

@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import threading
 import time
 import uuid
@@ -56,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from videofix.errors import InputError, UsageError
+from videofix.errors import ClusterError, InputError, UsageError
 from videofix.faces import FaceTrack
 from videofix.io import Segment, SegmentPlan, VideoWriter, open_segment, probe
 from videofix.metrics import TrackMetrics
@@ -126,11 +127,60 @@ def ray_session(address: str | None = None, *, quiet: bool = True):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
     else:
-        ray.init(address=address, **kwargs)
+        connect(address, **kwargs)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+# Errors of a Ray client connection that a new attempt can get past: the head's proxy could
+# not start the job's client server process (seen on a loaded 2-core machine) or dropped it.
+_TRANSIENT = ("Starting Ray client server failed", "Proxy failed to Connect to backend", "Initialization failure")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of "host:port" or "ray://host:port"; None for "auto" and other forms."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def connect(address: str, *, attempts: int = 3, reach_timeout_s: float = 5.0, **kwargs) -> None:
+    """`ray.init(address=...)` for a cluster that runs already, failing with one line.
+
+    The address's port is tried first (`reach_timeout_s`): a wrong address fails at once with
+    `ClusterError` instead of Ray retrying the GCS for minutes. A client connection
+    (``ray://``) whose server side failed to start is tried `attempts` times. Any other
+    failure of `ray.init` is a `ClusterError` naming the address."""
+    import socket
+
+    target = _host_port(address)
+    if target is not None:
+        try:
+            socket.create_connection(target, timeout=reach_timeout_s).close()
+        except OSError as exc:
+            raise ClusterError(f"cannot reach the Ray cluster at {address}: "
+                               f"{exc.strerror or type(exc).__name__}") from exc
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure to join is the cluster's, said in one line
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+            # a server-side traceback inside the message: its last "...Error: ..." line says why
+            said = [x for x in lines if re.match(r"^[\w.]+(Error|Exception): ", x)]
+            first = said[-1] if said else (lines[0] if lines else type(exc).__name__)
+            if attempt < attempts and any(t in str(exc) for t in _TRANSIENT):
+                log.warning("connecting to the Ray cluster at %s failed (%s); trying again (%d of %d)",
+                            address, first, attempt + 1, attempts)
+                time.sleep(2.0 * attempt)
+                continue
+            raise ClusterError(f"cannot connect to the Ray cluster at {address}: {first}") from exc
 
 
 def cluster_shape() -> dict:

@@ -27,6 +27,7 @@ summary lists them (`nodes_lost`, `redone`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import ray
 
-from videofix.errors import InputError, UsageError, VideofixError
+from videofix.errors import ClusterError, InputError, UsageError, VideofixError
 from videofix.io import SegmentPlan, check_output, join_segments, plan_segments, probe
 from videofix.io.sequence import is_sequence_pattern, join_sequence
 from videofix.pipeline.analysis import FaceAnalysis, link_detections
@@ -307,6 +308,7 @@ class JobRunner:
                 for ref in ready:
                     self._handle(ref)
                 self._show()
+            self._settle_redone()
         except BaseException:
             for it in self.items:
                 if it.status == "running":
@@ -591,11 +593,11 @@ class JobRunner:
         """The attempts-log record of a segment task (`distributed.run_attempt`)."""
         return {"path": str(self.job.attempts_path), "item": it.id, "pass": pass_, "segment": index}
 
-    def _watch_nodes(self) -> None:
-        """Notice cluster nodes that died (at most once a second): a node alive before and
-        now dead or gone is lost. Ray re-runs its tasks elsewhere by itself; this says so."""
+    def _watch_nodes(self, force: bool = False) -> None:
+        """Notice cluster nodes that died (at most once a second unless forced): a node alive
+        before and now dead or gone is lost. Ray re-runs its tasks elsewhere by itself; this says so."""
         now = time.monotonic()
-        if now - self._nodes_checked < 1.0:
+        if not force and now - self._nodes_checked < 1.0:
             return
         self._nodes_checked = now
         try:
@@ -658,23 +660,50 @@ class JobRunner:
 
     def _note_redone(self, it: _Item, pass_: int, index: int, result) -> None:
         """A segment task's result came back: when it took more than one attempt (its node
-        or worker died, the restorer actor was lost), say where each attempt ran."""
+        or worker died, the restorer actor was lost), record where each attempt ran (said at
+        the end of the job, once the GCS has settled which nodes were lost)."""
         self._read_attempts()
         attempts = sorted(self._attempts.get((it.id, pass_, index), {}).values(), key=lambda a: a.get("start", 0))
         if len(attempts) < 2:
             return
+        self._watch_nodes(force=True)  # the node of an earlier attempt may have just been declared dead
         lost = {n["node"] for n in self.nodes_lost}
         tried = [{"node": a["node"], "pid": a["pid"], "ended": "end" in a, "node_lost": a["node"] in lost}
                  for a in attempts]
         entry = {"item": it.id, "input": it.input, "pass": pass_, "segment": index, "attempts": tried,
                  "already_done": bool(isinstance(result, dict) and result.get("already_done"))}
-        self.redone.append(entry)
-        final = next((a for a in reversed(tried) if a["ended"]), tried[-1])
-        before = "; ".join(f"node {a['node']}" + (" (lost)" if a["node_lost"] else "")
-                           + ("" if a["ended"] else " did not finish") for a in tried if a is not final)
-        log.warning("%s pass %d segment %d redone on node %s (attempt %d of %d; before: %s)%s",
-                    Path(it.input).name, pass_, index, final["node"], tried.index(final) + 1, len(tried), before,
-                    "; its file was already committed, not written again" if entry["already_done"] else "")
+        self.redone.append(entry)  # said at the end of the job (`_settle_redone`), when it is final
+
+    def _settle_redone(self, wait_s: float = 20.0) -> None:
+        """A retry can finish before the GCS declares the first attempt's node dead (its health
+        check needs several missed periods). At the end of the job, look at the nodes again and
+        mark each redone segment's attempts whose node was lost meanwhile; while an attempt that
+        did not finish ran on a node still listed alive, look again for up to `wait_s` (a worker
+        process that crashed on a live node leaves such an attempt too: then the wait ends
+        without a loss)."""
+        if not self.redone:
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            self._watch_nodes(force=True)
+            lost = {n["node"] for n in self.nodes_lost}
+            pending = False
+            for entry in self.redone:
+                for a in entry["attempts"]:
+                    a["node_lost"] = a["node"] in lost
+                    pending |= not a["ended"] and not a["node_lost"] and a["node"] in self.nodes
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        for entry in self.redone:
+            tried = entry["attempts"]
+            final = next((a for a in reversed(tried) if a["ended"]), tried[-1])
+            before = "; ".join(f"node {a['node']}" + (" (lost)" if a["node_lost"] else "")
+                               + ("" if a["ended"] else " did not finish") for a in tried if a is not final)
+            log.warning("%s pass %d segment %d redone on node %s (attempt %d of %d; before: %s)%s",
+                        Path(entry["input"]).name, entry["pass"], entry["segment"], final["node"],
+                        tried.index(final) + 1, len(tried), before,
+                        "; its file was already committed, not written again" if entry["already_done"] else "")
 
     def _input_of(self, item_id: str) -> str:
         return next((it.input for it in self.items if it.id == item_id), item_id)
@@ -834,7 +863,12 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, settings: RestoreSe
         if not items:
             raise UsageError("the inputs match no file")
         job.create(items, settings, options)
-    with ray_session(options.address, quiet=quiet):
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(ray_session(options.address, quiet=quiet))
+        except ClusterError as exc:  # the plan is kept: --resume starts it once the cluster is there
+            raise ClusterError(f"{exc}; the job is planned in {job.root}: run the same command with --resume "
+                               "when the cluster is reachable") from exc
         summary = JobRunner(job, items, settings, options, quiet=quiet).run()
     summary["job_dir"] = str(job.root)
     write_json_atomic(job.root / "summary.json", summary)

@@ -123,3 +123,27 @@ def test_resolve_device_and_dtype():
         for spec in ("cuda", "cuda:0"):
             with pytest.raises(DeviceError, match="CUDA is not available"):
                 resolve_device(spec)
+
+
+def test_crop_conversions_are_the_official_arithmetic():
+    """Crops in: uint8 / 255 -> float32 -> (x - 0.5) / 0.5 (written out in numpy here); out: clamp
+    to [-1, 1], (t + 1) / 2, * 255, round half to even, uint8; the network output is not changed."""
+    from videofix.restore.crops import tensor_to_crops
+
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    x = crops_to_tensor(crops)
+    ref = (crops.astype(np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
+    assert x.dtype == torch.float32 and x.shape == (3, 3, 16, 16)
+    assert np.array_equal(x.permute(0, 2, 3, 1).numpy(), ref)
+    assert crops_to_tensor(crops, dtype=torch.float16).dtype == torch.float16
+
+    out = torch.from_numpy(rng.uniform(-1.3, 1.3, (3, 3, 16, 16)).astype(np.float32))
+    out[0, 0, 0, :4] = torch.tensor([-1.0, 1.0, 2 * 0.5 / 255 - 1, 2 * 1.5 / 255 - 1])  # halves: to even
+    before = out.clone()
+    got = tensor_to_crops(out)
+    t = np.clip(out.numpy(), np.float32(-1), np.float32(1))
+    want = np.round((t + np.float32(1)) / np.float32(2) * np.float32(255)).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.array_equal(got, want)
+    assert torch.equal(out, before)  # the caller's tensor is untouched
+    assert np.array_equal(tensor_to_crops(crops_to_tensor(crops)), crops)  # in and out give the crop back

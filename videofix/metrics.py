@@ -156,6 +156,21 @@ def json_number(value: float) -> float | None:
     return float(value)
 
 
+def _exact(crop) -> np.ndarray:
+    """A crop for exact differences: uint8 as int16 (differences fit, sums are integers),
+    anything else as float64."""
+    a = np.asarray(crop)
+    return a.astype(np.int16) if a.dtype == np.uint8 else a.astype(np.float64)
+
+
+def _abs_diff_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of |a - b| as a float (int16 crops summed in int64: the same value float64 gives,
+    since every partial sum is an integer well under 2**53)."""
+    if a.dtype == np.int16 and b.dtype == np.int16:
+        return float(np.abs(a - b).sum(dtype=np.int64))
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).sum())
+
+
 @dataclass
 class TrackMetrics:
     """Streaming code flip rate and flicker of one track (keeps only the previous frame).
@@ -201,13 +216,12 @@ class TrackMetrics:
         if restored is not None:
             if input_crop is None:
                 raise ValueError("flicker needs the input crop with the restored crop")
-            r = np.asarray(restored, dtype=np.float64)
-            x = np.asarray(input_crop, dtype=np.float64)
+            r, x = _exact(restored), _exact(input_crop)
             if r.shape != x.shape:
                 raise ValueError(f"restored {r.shape} and input {x.shape} crops differ in shape")
             if self._prev_restored is not None and not cut_before:
-                self.restored_abs_diff += float(np.abs(r - self._prev_restored).sum())
-                self.input_abs_diff += float(np.abs(x - self._prev_input).sum())
+                self.restored_abs_diff += _abs_diff_sum(r, self._prev_restored)
+                self.input_abs_diff += _abs_diff_sum(x, self._prev_input)
                 self.compared_values += int(r.size)
             self._prev_restored = r
             self._prev_input = x

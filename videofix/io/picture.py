@@ -29,6 +29,8 @@ averaged over the subsampling block. All conversions are vectorised numpy in flo
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -438,7 +440,7 @@ class Picture:
         cy0, cx0 = y0 >> sy, x0 >> sx
         hc, wc = _ceil_shift(h, sy), _ceil_shift(w, sx)
         mb = _block_sum(m, by, bx)
-        count = _block_sum(np.ones_like(m), by, bx)
+        count = _block_count(h, w, by, bx)
         mc = mb / count  # chroma weight: luma mask averaged over its block
         sel = mc > 0
         creg = (slice(cy0, cy0 + hc), slice(cx0, cx0 + wc))
@@ -553,6 +555,17 @@ class Picture:
         except (AttributeError, ValueError):  # older PyAV: read-only
             pass
         return frame
+
+
+@functools.lru_cache(maxsize=64)
+def _block_count(h: int, w: int, by: int, bx: int) -> np.ndarray:
+    """`_block_sum` of an (h, w) array of ones: the samples each block holds (float32, exact;
+    read-only, shared between calls)."""
+    rows = np.minimum(by, h - by * np.arange(-(-h // by))).astype(np.float32)
+    cols = np.minimum(bx, w - bx * np.arange(-(-w // bx))).astype(np.float32)
+    count = np.outer(rows, cols).astype(np.float32)
+    count.setflags(write=False)
+    return count
 
 
 def _block_sum(a: np.ndarray, by: int, bx: int) -> np.ndarray:

@@ -45,12 +45,16 @@ def crops_to_tensor(
 ) -> Tensor:
     """uint8 RGB crops (B, S, S, 3) or (S, S, 3) -> network input (B, 3, S, S) RGB in [-1, 1].
 
-    Values are the official float32 ones (then cast to ``dtype``); the uint8 data is moved
-    to ``device`` before the look-up, so only a quarter of the bytes travel.
+    Values are the official float32 ones (then cast to ``dtype``). For a GPU the uint8 data is
+    moved to ``device`` before the look-up, so only a quarter of the bytes travel; on the CPU
+    the look-up is numpy's (no int64 index copy of the batch).
     """
-    batch = torch.from_numpy(np.ascontiguousarray(_as_batch(crops))).to(device)
+    batch = np.ascontiguousarray(_as_batch(crops))
+    if torch.device(device).type == "cpu":  # the look-up in numpy: no int64 index copy of the batch
+        return torch.from_numpy(NORMALIZE_LUT[batch]).permute(0, 3, 1, 2).contiguous().to(dtype)
+    gpu = torch.from_numpy(batch).to(device)
     lut = torch.from_numpy(NORMALIZE_LUT.copy()).to(device)
-    return lut[batch.long()].permute(0, 3, 1, 2).contiguous().to(dtype)
+    return lut[gpu.long()].permute(0, 3, 1, 2).contiguous().to(dtype)
 
 
 def tensor_to_crops(out: Tensor) -> np.ndarray:
@@ -58,9 +62,8 @@ def tensor_to_crops(out: Tensor) -> np.ndarray:
 
     The official rounding: clamp [-1, 1] in float32, (t + 1) / 2, * 255, round half to even.
     """
-    t = out.detach().float().clamp(-1.0, 1.0)
-    t = (t + 1.0) / 2.0
-    t = torch.round(t * 255.0)
+    t = out.detach().float().clamp(-1.0, 1.0)  # a new tensor: the steps below work in place on it
+    t.add_(1.0).div_(2.0).mul_(255.0).round_()
     return t.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 

@@ -155,23 +155,27 @@ class LocalCluster:
                         RAY_memory_monitor_refresh_ms="0")
         (root / "launch.py").write_text(LOOPBACK_START)
 
-    def _start(self, name: str, args: list[str], launcher: list[str], env: dict) -> None:
-        temp_dir = self.root / name
-        log = self.root / f"{name}.log"
+    def _start(self, name: str, args: list[str], launcher: list[str], env: dict, attempt: int = 1) -> None:
+        suffix = "" if attempt == 1 else f"_{attempt}"
+        temp_dir = self.root / f"{name}{suffix}"
+        log = self.root / f"{name}{suffix}.log"
         cmd = [*launcher, "start", "--block", f"--temp-dir={temp_dir}", "--disable-usage-stats",
                "--object-store-memory=100000000", "--include-log-monitor=false",
                f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
                f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
                f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
                # each node its own worker ports (the default range is shared with other Rays here)
-               f"--min-worker-port={self._worker_ports}", f"--max-worker-port={self._worker_ports + 199}", *args]
-        self._worker_ports += 200
+               # (above 24000: the head's Ray client server starts its per-client servers on
+               # 23000-23999, and a worker that took such a port made one fail to start)
+               f"--min-worker-port={self._worker_ports}", f"--max-worker-port={self._worker_ports + 99}", *args]
+        self._worker_ports += 100
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_die_with_parent)
-        self.nodes[name] = {"proc": proc, "temp_dir": str(temp_dir), "log": log, "id": None}
+        self.nodes[name] = {"proc": proc, "temp_dir": str(temp_dir), "log": log, "id": None,
+                            "start": (args, launcher, env), "attempt": attempt}
 
-    _worker_ports = 20000 + 200 * (os.getpid() % 40)
+    _worker_ports = 24000 + 100 * (os.getpid() % 40)  # below the ephemeral ports (32768 on)
 
     def start_head(self) -> None:
         ray_cli = [str(Path(sys.executable).with_name("ray"))]
@@ -200,7 +204,17 @@ class LocalCluster:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if node["proc"].poll() is not None:
-                raise RuntimeError(f"ray node {name} exited: {node['log'].read_text()[-3000:]}")
+                text = node["log"].read_text(errors="replace")
+                # on 2 loaded cores a node can miss Ray's own start-up deadline (the GCS answers
+                # "Deadline Exceeded" while the local reference runs): start it again, twice at most
+                if name != "head" and node["attempt"] < 3 and "timed out during startup" in text:
+                    print(f"ray node {name} timed out during its start-up (attempt {node['attempt']}); "
+                          "starting it again")
+                    with_suppress(os.killpg, node["proc"].pid, signal.SIGKILL)
+                    self._start(name, *node["start"], attempt=node["attempt"] + 1)
+                    node = self.nodes[name]
+                    continue
+                raise RuntimeError(f"ray node {name} exited: {text[-3000:]}")
             if "Ray runtime started" not in node["log"].read_text(errors="replace"):
                 time.sleep(0.5)  # not up yet (asking the GCS before it listens only prints retries)
                 continue

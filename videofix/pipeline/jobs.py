@@ -666,7 +666,6 @@ class JobRunner:
         attempts = sorted(self._attempts.get((it.id, pass_, index), {}).values(), key=lambda a: a.get("start", 0))
         if len(attempts) < 2:
             return
-        self._watch_nodes(force=True)  # the node of an earlier attempt may have just been declared dead
         lost = {n["node"] for n in self.nodes_lost}
         tried = [{"node": a["node"], "pid": a["pid"], "ended": "end" in a, "node_lost": a["node"] in lost}
                  for a in attempts]

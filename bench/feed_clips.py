@@ -45,11 +45,30 @@ def grid_content(width: int, height: int, faces: int, seed: int = 0):
     return content
 
 
-def make_clip(path: str | Path, width: int, height: int, faces: int, frames: int, fps: int = 25) -> Path:
-    """Write (once; reused when it exists) a clip of `frames` frames with `faces` faces."""
+def shot_content(width: int, height: int, faces: int, shot_frames: int):
+    """`grid_content` cut into shots of `shot_frames` frames: each shot has its own background
+    and noise (seed), every other one is mirrored with its colour channels turned (a hard cut
+    the shot detector finds), the faces stay real and detectable."""
+    shots: dict[int, object] = {}
+
+    def content(i: int) -> np.ndarray:
+        k = i // shot_frames
+        if k not in shots:
+            shots[k] = grid_content(width, height, faces, seed=k)
+        frame = shots[k](i)
+        return np.ascontiguousarray(frame[:, ::-1, [2, 0, 1]]) if k % 2 else frame
+
+    return content
+
+
+def make_clip(path: str | Path, width: int, height: int, faces: int, frames: int, fps: int = 25,
+              shot_frames: int = 0) -> Path:
+    """Write (once; reused when it exists) a clip of `frames` frames with `faces` faces;
+    `shot_frames` > 0: a hard cut every `shot_frames` frames (`shot_content`)."""
     path = Path(path)
     if not path.exists():
         tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        write_sample_clip(tmp, grid_content(width, height, faces), frames, fps=fps)
+        content = shot_content(width, height, faces, shot_frames) if shot_frames > 0 else grid_content(width, height, faces)
+        write_sample_clip(tmp, content, frames, fps=fps)
         tmp.rename(path)
     return path

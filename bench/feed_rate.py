@@ -2,19 +2,23 @@
 
 The identity model gives back the aligned crop, so a run costs everything but the network:
 decode (twice), detection + tracking (pass 1), alignment, the temporal engine, paste, colour
-conversion and the lossless encode. For each size (720p, 1080p), face count (1, 2, 4) and
-worker count (1, 2 by default), a fresh process runs pass 1 (`analyze_video`, detection in
-the worker pool) and then pass 2 (`restore_video` given those tracks), and reports:
+conversion and the lossless encode. Clips have a hard cut every `--shot-frames` frames (48
+by default: real footage cuts every few seconds). For each size (720p, 1080p), face count
+(1, 2, 4) and worker count (1, 2 by default), a fresh process restores the clip end to end
+(`restore_video`: pass 1 overlaps pass 2 shot by shot, `videofix.pipeline.overlap`), then
+again with the passes one after the other (`analyze_video`, then `restore_video` given
+those tracks) for pass 2's own figures, and reports:
 
-  feed        faces / wall seconds of both passes (what `videofix restore` feeds)
+  feed        faces / wall seconds of the end-to-end run (what `videofix restore` feeds)
+  in turn     the same with the two passes one after the other
   pass2       faces / wall seconds of pass 2 alone (the CPU work left when the detector runs
               on a GPU, as it does by default on CUDA)
   cpu/face    CPU milliseconds per face (user + system, the process and its detection
-              workers), whole run and pass 2 alone: the cost per core, independent of load
+              workers), both passes and pass 2 alone: the cost per core, independent of load
   scaling     feed rate of N workers / feed rate of 1 worker
-  serial      the main thread's share of the CPU time (work no worker can take over): the
-              scaling of N workers is at most 1 / (serial + (1 - serial) / N), whatever the
-              load, where wall-clock scaling needs an idle machine
+  serial      the main thread's share of the CPU time (passes in turn; work no worker can
+              take over): the scaling of N workers is at most 1 / (serial + (1 - serial) / N),
+              whatever the load, where wall-clock scaling needs an idle machine
 
 torch runs with one intra-op thread (the identity model's tensor work is what a GPU run does
 on the device). Timing is only meaningful on an idle machine: the load average is printed with the table,
@@ -22,7 +26,7 @@ and `--repeat N` keeps each configuration's fastest run. `--taskset CPUS` pins e
 `--memory` also reports peak RSS for a clip and one 10x longer (it must not grow).
 
   python bench/feed_rate.py [--frames 24] [--sizes 1280x720,1920x1080] [--faces 1,2,4]
-                            [--workers 1,2] [--repeat 1] [--memory] [--json PATH]
+                            [--workers 1,2] [--shot-frames 48] [--repeat 1] [--memory] [--json PATH]
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ def cpu():
 
 settings = RestoreSettings(model="identity", detector="dlib", codec="ffv1", parsing=False, workers=workers)
 stages = load_stages(settings)
+# end to end, as `videofix restore` runs: pass 1 overlaps pass 2 (restoration starts once a
+# shot's tracks are final, videofix.pipeline.overlap)
+ce, te = cpu(), time.perf_counter()
+out.unlink(missing_ok=True)
+e2e = restore_video(clip, out, settings, quiet=True, stages=stages)
+ce, te = cpu() - ce, time.perf_counter() - te
+# the same, the passes one after the other (pass 2's own figures)
 c0, t0, m0 = cpu(), time.perf_counter(), time.thread_time()
 film = FilmPlan.create(clip, settings)
 pool = detector_pool(stages.detector, settings, settings.worker_count())
@@ -69,7 +80,9 @@ c1, t1, m1 = cpu(), time.perf_counter(), time.thread_time()
 out.unlink(missing_ok=True)
 report = restore_video(clip, out, settings, quiet=True, stages=stages, analysis=analysis)
 c2, t2, m2 = cpu(), time.perf_counter(), time.thread_time()
+assert e2e["faces_restored"] == report["faces_restored"] and e2e["frames_written"] == report["frames_written"]
 print(json.dumps({"frames": report["frames_written"], "faces": report["faces_restored"],
+                  "wall_e2e": te, "cpu_e2e": ce, "overlap": e2e["overlap"], "cuts": len(e2e["cuts"]),
                   "wall1": t1 - t0, "cpu1": c1 - c0, "wall2": t2 - t1, "cpu2": c2 - c1,
                   "main1": m1 - m0, "main2": m2 - m1,
                   "max_frames_held": report.get("max_frames_held"), "timings": report["timings"],
@@ -101,6 +114,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="1280x720,1920x1080")
     ap.add_argument("--faces", default="1,2,4")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--shot-frames", type=int, default=48,
+                    help="a hard cut every N frames (real footage cuts every few seconds; 0 = one shot)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration (the fastest is kept)")
     ap.add_argument("--taskset", default=None, metavar="CPUS", help="pin every run to these CPUs (taskset -c)")
     ap.add_argument("--memory", action="store_true", help="peak RSS for the clip and one 10x longer (720p, 2 faces)")
@@ -120,20 +135,24 @@ def main() -> int:
           f"{'' if not args.taskset else f', pinned to CPUs {args.taskset}'}", flush=True)
     for w, h in sizes:
         for faces in faces_list:
-            clip = make_clip(work / f"clip-{w}x{h}-{faces}f-{args.frames}.mp4", w, h, faces, args.frames)
+            clip = make_clip(work / f"clip-{w}x{h}-{faces}f-{args.frames}-s{args.shot_frames}.mp4", w, h, faces,
+                             args.frames, shot_frames=args.shot_frames)
             base = None
             for workers in workers_list:
                 best = None
                 for _ in range(max(1, args.repeat)):
                     r = run_child(clip, work / "out.mkv", workers, args.taskset)
                     r["load"] = load_average()
-                    if best is None or r["wall1"] + r["wall2"] < best["wall1"] + best["wall2"]:
+                    if best is None or r["wall_e2e"] < best["wall_e2e"]:
                         best = r
                 r = best
                 n = max(1, r["faces"])
-                feed = r["faces"] / (r["wall1"] + r["wall2"])
+                feed = r["faces"] / r["wall_e2e"]
                 row = {"size": f"{w}x{h}", "faces_per_frame": faces, "workers": workers, "frames": r["frames"],
-                       "faces": r["faces"], "feed_faces_s": feed, "pass2_faces_s": r["faces"] / r["wall2"],
+                       "faces": r["faces"], "cuts": r["cuts"], "overlap": r["overlap"], "feed_faces_s": feed,
+                       "e2e_cpu_ms_per_face": 1000 * r["cpu_e2e"] / n,
+                       "sequential_faces_s": r["faces"] / (r["wall1"] + r["wall2"]),
+                       "pass2_faces_s": r["faces"] / r["wall2"],
                        "cpu_ms_per_face": 1000 * (r["cpu1"] + r["cpu2"]) / n,
                        "pass2_cpu_ms_per_face": 1000 * r["cpu2"] / n,
                        "pass1_cpu_ms_per_frame": 1000 * r["cpu1"] / max(1, r["frames"]),
@@ -151,26 +170,32 @@ def main() -> int:
                 print(f"{w}x{h} {faces} faces, {workers} worker(s): serial (main-thread) CPU share "
                       f"{row['serial_share']:.2f} (pass 2 {row['pass2_serial_share']:.2f}): 2 workers at most "
                       f"x{amdahl:.2f}", flush=True)
+                ov = r["overlap"]
+                print(f"{w}x{h} {faces} faces, {workers} worker(s): overlap: {ov.get('groups', 0)} shot groups"
+                      f" ({r['cuts']} cuts), restoring began after {ov.get('frames_detected_when_restoring_began')}"
+                      f" of {r['frames']} frames detected, pass 2 waited {ov.get('seconds_waiting_for_pass1')} s"
+                      f"{'' if not ov.get('why_not') else '; not overlapped: ' + ov['why_not']}", flush=True)
                 print(f"{w}x{h} {faces} faces, {workers} worker(s): feed {feed:6.2f} faces/s "
-                      f"(x{row['scaling']:.2f}), pass 2 {row['pass2_faces_s']:6.2f} faces/s "
+                      f"(x{row['scaling']:.2f}; passes one after the other {row['sequential_faces_s']:6.2f}), pass 2 {row['pass2_faces_s']:6.2f} faces/s "
                       f"(x{row['pass2_scaling']:.2f}); CPU {row['cpu_ms_per_face']:6.1f} ms/face, "
                       f"pass 2 {row['pass2_cpu_ms_per_face']:5.1f} ms/face, pass 1 "
                       f"{row['pass1_cpu_ms_per_frame']:5.1f} ms/frame; load {r['load']}", flush=True)
 
     print()
-    print("| size | faces/frame | workers | feed faces/s | scaling | pass-2 faces/s | pass-2 scaling "
-          "| CPU ms/face | pass-2 CPU ms/face | pass-1 CPU ms/frame | serial share | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | faces/frame | workers | feed faces/s | scaling | passes in turn faces/s | pass-2 faces/s "
+          "| pass-2 scaling | CPU ms/face | pass-2 CPU ms/face | pass-1 CPU ms/frame | serial share | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} | {r['faces_per_frame']} | {r['workers']} | {r['feed_faces_s']:.2f} | "
-              f"{r['scaling']:.2f} | {r['pass2_faces_s']:.2f} | {r['pass2_scaling']:.2f} | "
+              f"{r['scaling']:.2f} | {r['sequential_faces_s']:.2f} | {r['pass2_faces_s']:.2f} | {r['pass2_scaling']:.2f} | "
               f"{r['cpu_ms_per_face']:.1f} | {r['pass2_cpu_ms_per_face']:.1f} | {r['pass1_cpu_ms_per_frame']:.1f} "
               f"| {r['serial_share']:.2f} | {r['load']} |")
 
     memory = []
     if args.memory:
         for n in (args.frames, 10 * args.frames):
-            clip = make_clip(work / f"clip-1280x720-2f-{n}.mp4", 1280, 720, 2, n)
+            clip = make_clip(work / f"clip-1280x720-2f-{n}-s{args.shot_frames}.mp4", 1280, 720, 2, n,
+                             shot_frames=args.shot_frames)
             r = run_child(clip, work / "out.mkv", max(workers_list), args.taskset)
             memory.append({"frames": n, "peak_rss_mib": r["rss_mib"], "max_frames_held": r["max_frames_held"]})
             print(f"peak RSS, 1280x720 2 faces, {n} frames: {r['rss_mib']:.0f} MiB "

@@ -106,6 +106,91 @@ def test_workers_give_bit_identical_output(tmp_path, clip, monkeypatch):
     assert two["max_frames_held"] <= 2 + 3 + 2 * 2 + 2
 
 
+SHOT = 30  # frames per shot of the edited clip
+
+
+@pytest.fixture(scope="module")
+def edited_clip(tmp_path_factory):
+    """Six shots of two real faces (three hard cuts, a fade, a black-and-white shot, a shot
+    whose pictures are each shown twice), 180 frames: longer than the shot detector's
+    look-ahead, so pass 1 hands shots over while it still runs."""
+    from videofix.samples import ShotSpec, astronaut_face, edited_content, group_face, real_image, write_sample_clip
+
+    a, b = astronaut_face(200), group_face(0)
+    pair, swapped = [(a, 0.3, 0.5, 0.7), (b, 0.7, 0.5, 0.7)], [(b, 0.3, 0.5, 0.7), (a, 0.7, 0.5, 0.7)]
+    shots = [ShotSpec(real_image("coffee"), SHOT, faces=pair),
+             ShotSpec(real_image("immunohistochemistry"), SHOT, faces=swapped),
+             ShotSpec(real_image("camera"), SHOT, faces=pair),
+             ShotSpec(real_image("coffee"), SHOT, start=(0.6, 0.2), end=(0.5, 0.3), faces=swapped),
+             ShotSpec(real_image("rocket"), SHOT, faces=pair, transition_in=("fade", 8)),
+             ShotSpec(real_image("camera"), SHOT, faces=swapped)]
+    content, truth = edited_content(256, 144, shots, seed=11)
+
+    def film(i):
+        if 2 * SHOT <= i < 3 * SHOT:  # black and white (luma-only paste)
+            return np.repeat(content(i).mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+        if 3 * SHOT <= i < 4 * SHOT:  # every picture twice (repeated frames, pasted once)
+            return content(i - (i - 3 * SHOT) % 2)
+        return content(i)
+
+    path = tmp_path_factory.mktemp("edited") / "edited.mkv"
+    write_sample_clip(path, film, truth.frames, codec="ffv1", pix_fmt="yuv420p", audio=True)
+    return path, truth
+
+
+def test_pass1_overlaps_pass2_with_the_same_output(tmp_path, edited_clip):
+    """Two workers: restoration starts when pass 1 closes the first shots, long before pass 1
+    ends; every frame, track, colour verdict, repeat and figure equals the one-worker run's,
+    where pass 1 runs whole first."""
+    from videofix.pipeline import local
+
+    clip, truth = edited_clip
+    reports, frames = {}, {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.mkv"
+        reports[workers] = local.restore_video(clip, out, _settings(workers=workers), quiet=True)
+        frames[workers] = media.decode_frames(out)
+    one, two = reports[1], reports[2]
+    assert one["overlap"]["groups"] == 0 and "one worker" in one["overlap"]["why_not"]
+    bounds = sorted(set(two["cuts"] + two["soft_cuts"]))
+    assert len(bounds) >= 4, bounds  # three hard cuts and the fade
+    assert two["overlap"]["groups"] == len([c for c in bounds if c > 0]) + 1
+    began = two["overlap"]["frames_detected_when_restoring_began"]
+    assert began is not None and began < truth.frames, two["overlap"]
+    film1, film2 = one["film"], two["film"]
+    assert any(s["mode"] == "luma" for s in film2["shots"]) and film2["repeat_runs"] and film2["faces_reused"] > 0
+    for key in ("cuts", "soft_cuts", "transitions", "tracks", "faces_restored", "frames_written"):
+        assert json.dumps(one[key], sort_keys=True) == json.dumps(two[key], sort_keys=True), key
+    for key in ("shots", "repeat_runs", "faces_reused", "luma_faces", "color_faces"):
+        assert json.dumps(film1.get(key), sort_keys=True) == json.dumps(film2.get(key), sort_keys=True), key
+    assert len(frames[1]) == len(frames[2]) == truth.frames
+    for (t1, p1, f1), (t2, p2, f2) in zip(frames[1], frames[2]):
+        assert (t1, f1) == (t2, f2)
+        for x, y in zip(p1, p2):
+            assert np.array_equal(x, y)
+
+
+def test_a_pass1_failure_while_pass2_runs_is_raised_and_leaves_no_output(tmp_path, edited_clip, monkeypatch):
+    """An error in pass 1's thread (here: a detection failing at frame 100, after pass 2 has
+    begun) reaches the caller as itself; no file appears under the output's name."""
+    from videofix.errors import InputError
+    from videofix.pipeline import local, overlap
+
+    detect = overlap.detect_frames
+
+    def failing(frames, *args, **kw):
+        for fd in detect(frames, *args, **kw):
+            if fd.index == 100:
+                raise InputError("frame 100: cannot be read")
+            yield fd
+
+    monkeypatch.setattr(overlap, "detect_frames", failing)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(InputError, match="frame 100"):
+        local.restore_video(edited_clip[0], out, _settings(workers=2), quiet=True)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_detector_pool_bad_backend_is_a_clear_error():
     from videofix.errors import VideofixError
     from videofix.faces.pool import DetectorPool

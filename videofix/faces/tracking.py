@@ -170,6 +170,15 @@ class Tracker:
                 ids[j] = t.track_id
         return ids
 
+    def take_ended(self) -> list[FaceTrack]:
+        """The tracks that have ended since the last call (misses filled, landmarks unsmoothed,
+        sorted by id), removed from the tracker: after an `update(..., cut=True)` these are
+        every track of the frames before the cut not taken yet, so a caller can finish a
+        shot's tracks while later frames are still being linked. `finish` then returns only
+        the tracks not taken."""
+        ended, self._done = self._done, []
+        return sorted((_to_face_track(t) for t in ended), key=lambda t: t.track_id)
+
     def finish(self) -> list[FaceTrack]:
         """All tracks (ended and live), misses filled, landmarks unsmoothed, sorted by id."""
         tracks = [_to_face_track(t) for t in self._done + self._live]

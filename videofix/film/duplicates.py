@@ -94,6 +94,13 @@ class DuplicateFinder:
     def runs(self) -> list[list[int]]:
         return [list(r) for r in self._runs]
 
+    def runs_since(self, first: int) -> list[list[int]]:
+        """`runs()` whose first frame is `first` or later (read from the end: cheap on long films)."""
+        k = len(self._runs)
+        while k > 0 and self._runs[k - 1][0] >= first:
+            k -= 1
+        return [list(r) for r in self._runs[k:]]
+
 
 def repeat_map(runs: list[list[int]], track_sets: dict[int, frozenset]) -> dict[int, int]:
     """frame index -> first frame of its run, for the repeats whose set of face tracks equals

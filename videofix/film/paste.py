@@ -77,6 +77,15 @@ class FilmPaster:
         self.color_faces = 0
         self.seconds = {"grain": 0.0, "paste": 0.0}
 
+    def add_shots(self, shot_modes: list[tuple[int, str]]) -> None:
+        """Append shots starting after every shot held (the overlapped runner adds each group of
+        shots once pass 1 has closed it, while frames before it are pasted)."""
+        for start, mode in shot_modes:
+            if self.starts and start <= self.starts[-1]:
+                raise ValueError(f"shot at frame {start} after the shot at {self.starts[-1]}")
+            self.modes.append(mode)  # before its start: a reader never finds a start without its mode
+            self.starts.append(int(start))
+
     def mode_at(self, frame_index: int) -> str:
         """"luma" or "color": the paste mode of the shot holding `frame_index`."""
         i = bisect_right(self.starts, frame_index) - 1

@@ -16,6 +16,7 @@ A runner (local or Ray) builds one plan per input, then:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -301,43 +302,70 @@ class FilmPlan:
 
     def finalize(self, analysis, survey: FilmSurvey) -> None:
         """Store per-shot colour modes and repeat runs in `analysis.extra["film"]`."""
-        shots = classify_shots(survey.scores, analysis.cuts)
+        runs = survey.duplicates.runs() if survey.duplicates is not None else None
+        section = self._film_section(survey.scores, analysis.cuts, runs, analysis.tracks)
+        analysis.extra["film"] = {**section, "survey_seconds": {k: round(v, 4) for k, v in survey.seconds.items()}}
+
+    def shot_group_options(self, survey: FilmSurvey, analysis, start: int, stop: int,
+                           tracks) -> tuple[list[tuple[int, str]], dict[int, int]]:
+        """Paste modes and repeats of frames [start, stop), a group of whole shots (`start` 0
+        or a cut, `stop` a cut) whose `tracks` are final, while pass 1 still runs on later
+        frames: (shot modes to add to the `FilmPaster`, repeats to add to the pass). Every
+        step is per shot (colour verdicts, repeat runs, which end at cuts), so these are the
+        whole film's `pass_options` for those frames. With `--color luma|color` the paster's
+        one mode was set by `pass_options`: no modes come back."""
+        runs = survey.duplicates.runs_since(start) if survey.duplicates is not None else None
+        runs = None if runs is None else [r for r in runs if r[0] < stop]
+        scores = survey.scores[start - survey.start:stop - survey.start]
+        section = self._film_section(scores, [c for c in analysis.cuts if start < c < stop], runs, tracks, start)
+        modes = self._shot_modes(section) if self.options.color == "auto" else []
+        return modes, self._repeats(section)
+
+    def _film_section(self, scores, cuts, runs, tracks, start: int = 0) -> dict:
+        """{"shots": per-shot colour verdicts and modes, "repeat_runs": [first, last] runs
+        whose repeats hold the same face tracks} of the frames from `start` on (`scores`: one
+        per frame; `cuts`, `runs`, `tracks` in whole-video frame indices)."""
         color = []
-        for shot in shots:
+        for shot in classify_shots(scores, [c - start for c in cuts]):
+            shot = dataclasses.replace(shot, start=shot.start + start, end=shot.end + start)
             mode = {"luma": "luma", "color": "color"}.get(self.options.color, "luma" if shot.monochrome else "color")
             color.append({**shot.to_dict(), "mode": mode})
         repeats: dict[int, int] = {}
-        if survey.duplicates is not None:
+        if runs is not None:
             track_sets: dict[int, set] = {}
-            for t in analysis.tracks:
+            for t in tracks:
                 for f in t.frames:
                     track_sets.setdefault(int(f), set()).add(int(t.track_id))
-            repeats = repeat_map(survey.duplicates.runs(), {f: frozenset(s) for f, s in track_sets.items()})
-        runs: list[list[int]] = []
+            repeats = repeat_map(runs, {f: frozenset(s) for f, s in track_sets.items()})
+        out_runs: list[list[int]] = []
         for f in sorted(repeats):
-            if runs and runs[-1][0] == repeats[f] and runs[-1][1] == f - 1:
-                runs[-1][1] = f
+            if out_runs and out_runs[-1][0] == repeats[f] and out_runs[-1][1] == f - 1:
+                out_runs[-1][1] = f
             else:
-                runs.append([repeats[f], f])
-        analysis.extra["film"] = {"shots": color, "repeat_runs": runs,
-                                  "survey_seconds": {k: round(v, 4) for k, v in survey.seconds.items()}}
+                out_runs.append([repeats[f], f])
+        return {"shots": color, "repeat_runs": out_runs}
 
-    def pass_options(self, analysis, keep_clean: Iterable[int] = ()) -> dict:
-        """Keyword arguments for `FaceRestorationPass`: upscaler, paster, repeats."""
-        film = analysis.extra.get("film", {})
+    def _shot_modes(self, film: dict) -> list[tuple[int, str]]:
         # with --color auto the verdict (kind) decides, whatever colour setting finalized the tracks
-        shot_modes = [(int(s["start"]), ("luma" if s["kind"] != "color" else "color")
-                       if self.options.color == "auto" and "kind" in s else s["mode"]) for s in film.get("shots", [])]
         if self.options.color in ("luma", "color"):
-            shot_modes = [(0, self.options.color)]
+            return [(0, self.options.color)]
+        return [(int(s["start"]), ("luma" if s["kind"] != "color" else "color") if "kind" in s else s["mode"])
+                for s in film.get("shots", [])]
+
+    def _repeats(self, film: dict) -> dict[int, int]:
         repeats = {}
         for first, last in film.get("repeat_runs", []) if self.options.dedup else []:
             for f in range(first + 1, last + 1):
                 repeats[f] = first
-        paster = FilmPaster(shot_modes, grain=self.options.grain != "off", seed=self.options.grain_seed,
+        return repeats
+
+    def pass_options(self, analysis, keep_clean: Iterable[int] = ()) -> dict:
+        """Keyword arguments for `FaceRestorationPass`: upscaler, paster, repeats."""
+        film = analysis.extra.get("film", {})
+        paster = FilmPaster(self._shot_modes(film), grain=self.options.grain != "off", seed=self.options.grain_seed,
                             grain_scale=float(self.options.upscale), keep_clean=set(keep_clean))
         return {"upscaler": self._timed_upscale if self.upscaler is not None else None, "paster": paster,
-                "repeats": repeats}
+                "repeats": self._repeats(film)}
 
     def _timed_upscale(self, picture, factor: int):
         t0 = time.perf_counter()

@@ -95,6 +95,16 @@ class FaceAnalysis:
             self._index = index
         return index
 
+    def add_tracks(self, tracks: list[FaceTrack]) -> None:
+        """Append final tracks (ids above every track held, frames after every frame held):
+        the overlapped runner adds each closed shot's tracks while pass 2 reads earlier frames,
+        so the frame index is extended in place, never rebuilt."""
+        index = self._by_frame()  # built before the new tracks join (once; then only extended)
+        self.tracks.extend(tracks)
+        for t in sorted(tracks, key=lambda t: t.track_id):
+            for f in range(t.start, t.end + 1):
+                index.setdefault(f, []).append(t)
+
     def track(self, track_id: int) -> FaceTrack:
         for t in self.tracks:
             if t.track_id == track_id:
@@ -251,6 +261,65 @@ def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tup
         yield small, scale, future.result()
 
 
+class TrackLinker:
+    """Links the detections of a video's frames (`FrameDetections`, in order) into smoothed
+    tracks, shot by shot.
+
+    No track crosses a cut, so at each cut the tracks of the frames before it are final:
+    `push` returns them (misses filled, landmarks smoothed, tracks detected in fewer than
+    `min_detections` frames dropped, ids renumbered in order of appearance) and adds them to
+    `analysis`, whose cuts, soft cuts and transitions grow frame by frame. `finish` closes the
+    last shot and returns the whole `FaceAnalysis`, the same as linking all frames at once
+    (`link_detections`). sigma, max_gap, min_detections: see `link_detections`.
+    """
+
+    def __init__(self, *, detector_name: str, frame_size: tuple[int, int], sigma: float = 2.0, max_gap: int = 5,
+                 min_detections: int = 2, cut_detector: str = "transnetv2"):
+        self.sigma = float(sigma)
+        self.min_detections = int(min_detections)
+        self.tracker = Tracker(max_gap=max_gap)
+        self.analysis = FaceAnalysis(frame_count=0, cuts=[], tracks=[], detector=detector_name,
+                                     frame_size=frame_size, cut_detector=cut_detector)
+        self.frames = 0  # frames linked so far (the next frame's index, counted from 0)
+        self._t0 = time.perf_counter()
+
+    def push(self, fd: FrameDetections) -> list[FaceTrack]:
+        """Link one frame. Returns the tracks made final by a cut at this frame (every track of
+        the frames before it not returned yet), or [] when the frame starts no shot."""
+        a = self.analysis
+        if fd.cut:
+            a.cuts.append(fd.index)
+            if fd.soft:
+                a.soft_cuts.append(fd.index)
+        if fd.in_transition:
+            if a.transitions and a.transitions[-1][1] == fd.index - 1:
+                a.transitions[-1][1] = fd.index
+            else:
+                a.transitions.append([fd.index, fd.index])
+        self.tracker.update(fd.index, fd.detections, cut=fd.cut)
+        self.frames += 1
+        a.detections += len(fd.detections)
+        return self._close(self.tracker.take_ended()) if fd.cut else []
+
+    def finish(self) -> FaceAnalysis:
+        """Close the last shot; the analysis of every frame pushed."""
+        self._close(self.tracker.finish())
+        self.analysis.frame_count = self.frames
+        self.analysis.seconds = time.perf_counter() - self._t0  # since the linker was made (pass 1's time)
+        return self.analysis
+
+    def _close(self, tracks: list[FaceTrack]) -> list[FaceTrack]:
+        tracks = [t for t in tracks if int(t.detected.sum()) >= self.min_detections]
+        for t in tracks:
+            smooth_track(t, self.sigma)
+        tracks.sort(key=lambda t: (t.start, t.track_id))
+        first = len(self.analysis.tracks)
+        for k, t in enumerate(tracks):
+            t.track_id = first + k
+        self.analysis.add_tracks(tracks)
+        return tracks
+
+
 def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str, frame_size: tuple[int, int],
                     sigma: float = 2.0, max_gap: int = 5, min_detections: int = 2,
                     cut_detector: str = "transnetv2") -> FaceAnalysis:
@@ -260,36 +329,14 @@ def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str,
     landmarks), so memory stays small on long films. sigma: landmark smoothing in frames
     (0 = off); max_gap: misses a track survives (filled by interpolation); tracks detected in
     fewer than `min_detections` frames are dropped (flash false positives). Track ids are
-    renumbered 0.. in order of appearance so runs and reports are stable.
+    renumbered 0.. in order of appearance so runs and reports are stable. (`TrackLinker`
+    does this shot by shot.)
     """
-    t0 = time.perf_counter()
-    tracker = Tracker(max_gap=max_gap)
-    cuts: list[int] = []
-    soft_cuts: list[int] = []
-    transitions: list[list[int]] = []
-    count = detections = 0
+    linker = TrackLinker(detector_name=detector_name, frame_size=frame_size, sigma=sigma, max_gap=max_gap,
+                         min_detections=min_detections, cut_detector=cut_detector)
     for fd in per_frame:
-        if fd.cut:
-            cuts.append(fd.index)
-            if fd.soft:
-                soft_cuts.append(fd.index)
-        if fd.in_transition:
-            if transitions and transitions[-1][1] == fd.index - 1:
-                transitions[-1][1] = fd.index
-            else:
-                transitions.append([fd.index, fd.index])
-        tracker.update(fd.index, fd.detections, cut=fd.cut)
-        count += 1
-        detections += len(fd.detections)
-    tracks = [t for t in tracker.finish() if int(t.detected.sum()) >= min_detections]
-    for t in tracks:
-        smooth_track(t, sigma)
-    tracks.sort(key=lambda t: (t.start, t.track_id))
-    for new_id, t in enumerate(tracks):
-        t.track_id = new_id
-    return FaceAnalysis(frame_count=count, cuts=cuts, tracks=tracks, detector=detector_name,
-                        frame_size=frame_size, seconds=time.perf_counter() - t0, detections=detections,
-                        soft_cuts=soft_cuts, transitions=transitions, cut_detector=cut_detector)
+        linker.push(fd)
+    return linker.finish()
 
 
 def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], sigma: float = 2.0,

@@ -200,16 +200,18 @@ def detector_pool(detector, settings: RestoreSettings, workers: int, frames: int
 
 
 def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time_range: TimeRange | None = None,
-                  quiet: bool = True, timer: StageTimer | None = None, film=None, pool=None) -> FaceAnalysis:
+                  quiet: bool = True, timer: StageTimer | None = None, film=None, pool=None,
+                  chooser=None) -> FaceAnalysis:
     """Pass 1 over a file (or its range): detections linked into smoothed tracks.
     film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None.
     pool: a `videofix.faces.pool.DetectorPool` to detect in (see `detector_pool`), or None.
     The faces chosen by the settings' selection options are kept (`videofix.pipeline.selection`;
-    reference photos are embedded before pass 1, so a bad one fails at once)."""
+    reference photos are embedded before pass 1, so a bad one fails at once; `chooser`: a
+    `FaceChooser` of these settings made earlier)."""
     from videofix.pipeline.selection import FaceChooser, picture_frames
 
     timer = timer or StageTimer()
-    chooser = FaceChooser.from_settings(settings, detector)
+    chooser = chooser if chooser is not None else FaceChooser.from_settings(settings, detector)
     with open_video(path, time_range) as reader:
         info = reader.info
         total = info.frame_count or None
@@ -263,14 +265,66 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
     # parallel CPU stages (--workers): detection in worker processes (one detector each),
     # alignment and paste in threads; the output is the same for any number of workers
     workers = settings.worker_count()
+    # pass 1 overlaps pass 2 (videofix.pipeline.overlap) unless a choice needs the whole video
+    feed = None
+    overlap_blocker_reason = "pass 1 was given (a saved analysis)"
     if analysis is None:
+        from videofix.pipeline.overlap import overlap_blocker
+        from videofix.pipeline.selection import FaceChooser
+
+        chooser = FaceChooser.from_settings(settings, stages.detector)  # references fail here, before pass 1
         pool = detector_pool(stages.detector, settings, workers, info.frame_count)
-        try:
-            analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet,
-                                     timer=timer, film=film, pool=pool)
-        finally:
-            if pool is not None:
-                pool.close()
+        overlap_blocker_reason = overlap_blocker(settings, preview=bool(preview_path), analysis_given=False, pool=pool,
+                                                 detector=stages.detector, chooser_active=chooser.active)
+        if overlap_blocker_reason is None:
+            try:
+                feed, analysis = _start_shot_feed(input_path, time_range, info, stages, settings, film, pool, quiet)
+            except BaseException:
+                if pool is not None:
+                    pool.close()
+                raise
+        else:
+            try:
+                analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet,
+                                         timer=timer, film=film, pool=pool, chooser=chooser)
+            finally:
+                if pool is not None:
+                    pool.close()
+    try:
+        return _restore_pass2(input_path, output_path, settings, info=info, time_range=time_range, stages=stages,
+                              film=film, analysis=analysis, feed=feed, timer=timer, workers=workers,
+                              report_path=report_path, preview_path=preview_path, quiet=quiet, t_start=t_start,
+                              overlap_blocker_reason=overlap_blocker_reason)
+    finally:
+        if feed is not None:
+            feed.close()
+            if feed.pool is not None:
+                feed.pool.close()
+
+
+def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, settings: RestoreSettings, film, pool,
+                     quiet: bool):
+    """Pass 1 in a background thread (`videofix.pipeline.overlap.ShotFeed`); its analysis
+    grows shot by shot while pass 2 runs. Returns (feed, analysis); the pass is attached by
+    `_restore_pass2` before the feed starts."""
+    from videofix.pipeline.analysis import TrackLinker, make_shot_detector
+    from videofix.pipeline.overlap import ShotFeed
+
+    shots = make_shot_detector()
+    linker = TrackLinker(detector_name=stages.detector.name, frame_size=(info.width, info.height),
+                         sigma=settings.landmark_sigma, max_gap=settings.max_gap, cut_detector=shots.name)
+    # pass 1's own plan object: the same decisions, its own counters (the threads do not share them)
+    film1 = dataclasses.replace(film, seconds=dict.fromkeys(film.seconds, 0.0), frames_deinterlaced=0,
+                                frames_upscaled=0)
+    feed = ShotFeed(lambda: open_video(input_path, time_range), detector=stages.detector, pool=pool, shots=shots,
+                    linker=linker, film=film1, timer=StageTimer(), total=info.frame_count or None, quiet=quiet)
+    return feed, linker.analysis
+
+
+def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, time_range, stages: LoadedStages,
+                   film, analysis: FaceAnalysis, feed, timer: StageTimer, workers: int, report_path, preview_path,
+                   quiet: bool, t_start: float, overlap_blocker_reason: str | None) -> dict:
+    """Pass 2 of `restore_video` (with `feed`, a `ShotFeed`, while pass 1 still runs)."""
     engine = make_engine(stages, settings)
     preview_frames = choose_preview_frames(analysis) if preview_path else []
     film_options = film.pass_options(analysis, keep_clean=preview_frames)
@@ -278,7 +332,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
     restorer = FaceRestorationPass(analysis, engine, upscale=settings.upscale, parser=stages.parser, **film_options,
                                    executor=executor, paste_depth=2 * workers, paste_options=settings.paste_options())
     preview = PreviewCollector(preview_frames, analysis) if preview_path else None
-
+    if feed is not None:
+        feed.attach(restorer, film_options["paster"]).start()
     out_info = info
     if settings.upscale != 1:
         out_info = dataclasses.replace(info, width=info.width * settings.upscale, height=info.height * settings.upscale)
@@ -296,7 +351,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
 
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
         try:
-            with Progress(analysis.frame_count, "restore", quiet) as bar:
+            total = analysis.frame_count if feed is None else (info.frame_count or None)
+            with Progress(total, "restore", quiet, position=None if feed is None else 1) as bar:
 
                 def emit(finished) -> None:
                     nonlocal frames_written
@@ -308,6 +364,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
                         bar.update(1)
 
                 decoded = prefetch(film.frames(reader), 8, timer, "decode")
+                if feed is not None:  # a frame goes on once pass 1 has closed its shot
+                    decoded = feed.gate(decoded)
                 if executor is not None:  # faces aligned in the threads, a few frames ahead
                     items = ordered_map(lambda f: (f, restorer.prepare(f)), decoded, executor, ahead=2 * workers)
                 else:
@@ -326,10 +384,18 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             writer.close()
+            if feed is not None:
+                feed.finish()  # pass 1's end: the whole analysis, its film section (raises its error)
+                if analysis.frame_count != frames_read:
+                    raise RuntimeError(f"pass 1 saw {analysis.frame_count} frames, pass 2 {frames_read}")
         read_report = reader.report
 
     if frames_written != frames_read:
         raise RuntimeError(f"wrote {frames_written} frames of {frames_read}")
+    if feed is not None:
+        for stage, seconds in feed.timer.as_dict().items():
+            timer.add(stage, seconds)
+        film.add_figures(feed.film.figures())
     total = round(time.perf_counter() - t_start, 4)
     report = run_report(
         input_path=input_path, output_path=output_path, settings=settings, analysis=analysis,
@@ -338,6 +404,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         max_frames_held=restorer.max_pending, metrics=restorer.metrics, regions=regions, film=film,
         paster=film_options["paster"], faces_reused=restorer.faces_reused,
         notes=read_report.report_notes(str(input_path)))
+    report["overlap"] = (feed.report() if feed is not None
+                         else {"groups": 0, "why_not": overlap_blocker_reason})
     if preview is not None:
         preview.add_clean(film_options["paster"].clean)
         report["preview"] = str(preview_path) if preview.write(preview_path, settings.upscale) else None

@@ -242,6 +242,17 @@ class FaceRestorationPass:
         self._pasting: deque[Future] = deque()
         self._chain: Future | None = None
 
+    def add_repeats(self, repeats: dict[int, int]) -> None:
+        """Add repeated frames (frame index -> first frame of its run) of frames not fed yet:
+        the overlapped runner adds those of each group of shots pass 1 has closed. Only for a
+        pass that emits every frame (no `emit_range`)."""
+        if self.emit_range is not None:
+            raise ValueError("add_repeats: only for a pass without emit_range")
+        for first in repeats.values():
+            self._run_firsts.add(first)
+            self.face_paster._run_firsts.add(first)
+        self.repeats.update(repeats)  # last: a frame is a repeat only once its run's first is known
+
     def _emits(self, index: int) -> bool:
         return self.emit_range is None or self.emit_range[0] <= index < self.emit_range[1]
 

@@ -158,13 +158,13 @@ class BackgroundConsumer:
 class Progress:
     """A progress bar counted in frames, with fps and ETA, on stderr (tqdm); silent when quiet."""
 
-    def __init__(self, total: int | None, desc: str, quiet: bool = False):
+    def __init__(self, total: int | None, desc: str, quiet: bool = False, position: int | None = None):
         self._bar = None
         if not quiet:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True,
-                             smoothing=0.1, leave=True)
+                             smoothing=0.1, leave=True, position=position)
 
     def update(self, n: int = 1) -> None:
         check_interrupted()  # once per frame, in both passes (see videofix.errors.INTERRUPTED)

@@ -732,7 +732,9 @@ class JobRunner:
             faces_restored=sum(m["faces_restored"] for m in markers), timings=timings,
             max_frames_held=max((m["max_frames_held"] for m in markers), default=0),
             metrics=sum_metrics(markers), regions=regions, film=film, paster=paster, faces_reused=faces_reused,
-            notes=list(dict.fromkeys(n for m in markers for n in m.get("notes", []))))
+            notes=list(dict.fromkeys(n for m in markers for n in m.get("notes", []))),
+            overlap={"groups": 0, "why_not": "the Ray runner detects all segments first, then restores the segments "
+                                             "in parallel"})
         return {
             **report,
             "ray": {

@@ -403,9 +403,8 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
         faces_restored=restorer.faces_restored, timings={**timer.as_dict(), "total": total},
         max_frames_held=restorer.max_pending, metrics=restorer.metrics, regions=regions, film=film,
         paster=film_options["paster"], faces_reused=restorer.faces_reused,
-        notes=read_report.report_notes(str(input_path)))
-    report["overlap"] = (feed.report() if feed is not None
-                         else {"groups": 0, "why_not": overlap_blocker_reason})
+        notes=read_report.report_notes(str(input_path)),
+        overlap=feed.report() if feed is not None else {"groups": 0, "why_not": overlap_blocker_reason})
     if preview is not None:
         preview.add_clean(film_options["paster"].clean)
         report["preview"] = str(preview_path) if preview.write(preview_path, settings.upscale) else None

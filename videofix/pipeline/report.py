@@ -39,10 +39,11 @@ def track_entries(analysis: FaceAnalysis, metrics: dict[int, TrackMetrics], upsc
 def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, device: str, frames_read: int,
                frames_written: int, faces_restored: int, timings: dict, max_frames_held: int,
                metrics: dict[int, TrackMetrics], regions: dict[int, list], film, paster, faces_reused: int,
-               notes: list[str] = ()) -> dict:
+               notes: list[str] = (), overlap: dict | None = None) -> dict:
     """The report both runners write: the same keys whether the video was restored in one
     piece or in Ray segments. `timings` must hold "total"; `notes`: runner-specific notes,
-    after the no-face note and before the deinterlacing note."""
+    after the no-face note and before the deinterlacing note. `overlap`: how pass 1 overlapped
+    pass 2 (`videofix.pipeline.overlap.ShotFeed.report`), or {"groups": 0, "why_not": ...}."""
     selection = analysis.extra.get("selection")
     if not analysis.tracks and selection and selection.get("dropped"):
         notes = [f"no face chosen: the {len(selection['dropped'])} face tracks found were all left out by the "
@@ -70,6 +71,8 @@ def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, dev
         "timings": timings,
         "fps": round(frames_written / max(timings["total"], 1e-9), 3),
         "max_frames_held": max_frames_held,
+        # pass 1 handing closed shots to pass 2 (videofix.pipeline.overlap), or why it did not
+        "overlap": overlap if overlap is not None else {"groups": 0, "why_not": "not reported by this runner"},
         "notes": notes,
         "tracks": track_entries(analysis, metrics, settings.upscale, regions=regions),
         "deinterlaced": film.interlace.deinterlace,

@@ -191,6 +191,27 @@ def test_a_pass1_failure_while_pass2_runs_is_raised_and_leaves_no_output(tmp_pat
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_a_pass2_failure_stops_pass1_without_waiting_for_its_end(tmp_path, edited_clip, monkeypatch):
+    """An error in pass 2 (here: restoring the first frame) is raised at once: pass 1 is
+    stopped, not waited for to the end of the video; no output is left."""
+    from videofix.errors import InputError
+    from videofix.pipeline import local, overlap
+    from videofix.pipeline.restoration import FaceRestorationPass
+
+    waited = []
+    finish = overlap.ShotFeed.finish
+    monkeypatch.setattr(overlap.ShotFeed, "finish", lambda self: (waited.append(1), finish(self))[1])
+
+    def broken(self, frame, prepared=None):
+        raise InputError(f"frame {frame.index}: cannot be restored")
+
+    monkeypatch.setattr(FaceRestorationPass, "feed", broken)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(InputError, match="frame 0: cannot be restored"):
+        local.restore_video(edited_clip[0], out, _settings(workers=2), quiet=True)
+    assert not waited and not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_detector_pool_bad_backend_is_a_clear_error():
     from videofix.errors import VideofixError
     from videofix.faces.pool import DetectorPool

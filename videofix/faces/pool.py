@@ -157,6 +157,13 @@ class _Worker:
                 pass
 
 
+def detector_on_gpu(detector) -> bool:
+    """Whether `detector` runs on a GPU (a torch CUDA device, or onnxruntime's CUDA
+    provider): it then stays in the main process, never in a pool."""
+    return "cuda" in str(getattr(detector, "device", "cpu")) or "CUDAExecutionProvider" in (
+        getattr(detector, "providers", None) or ())
+
+
 class DetectorPool:
     """`workers` processes, each with its own detector `name` (a concrete backend, e.g. the
     `.name` of the detector `create_detector("auto")` chose).

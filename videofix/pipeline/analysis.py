@@ -339,6 +339,11 @@ def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str,
     return linker.finish()
 
 
+def detector_choice(detector) -> str:
+    """Why this face detector: what `create_detector("auto")` said, or that it was asked for."""
+    return getattr(detector, "choice", None) or f"{detector.name}: requested"
+
+
 def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], sigma: float = 2.0,
                    max_gap: int = 5, min_detections: int = 2, short_side: int = DETECTION_SHORT_SIDE,
                    progress: Callable[[int], None] | None = None, observer=None, pool=None,
@@ -350,6 +355,5 @@ def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], s
                                              observer=observer, pool=pool, shots=shots),
                                detector_name=detector.name, frame_size=frame_size, sigma=sigma,
                                max_gap=max_gap, min_detections=min_detections, cut_detector=shots.name)
-    # why this face detector (`create_detector("auto")` says; otherwise it was asked for)
-    analysis.extra["detector_choice"] = getattr(detector, "choice", None) or f"{detector.name}: requested"
+    analysis.extra["detector_choice"] = detector_choice(detector)
     return analysis

@@ -188,11 +188,9 @@ def detector_pool(detector, settings: RestoreSettings, workers: int, frames: int
     """A `DetectorPool` of `workers` processes with `detector`'s backend, or None when one
     worker is asked for, the detector runs on a GPU (it stays in this process) or the input
     has fewer than `POOL_MIN_FRAMES` frames (`frames`, when known)."""
-    from videofix.faces.pool import DetectorPool
+    from videofix.faces.pool import DetectorPool, detector_on_gpu
 
-    on_gpu = "cuda" in str(getattr(detector, "device", "cpu")) or "CUDAExecutionProvider" in (
-        getattr(detector, "providers", None) or ())
-    if workers < 2 or detector is None or on_gpu or (frames is not None and 0 < frames < POOL_MIN_FRAMES):
+    if workers < 2 or detector is None or detector_on_gpu(detector) or (frames is not None and 0 < frames < POOL_MIN_FRAMES):
         return None
     return DetectorPool(detector.name, workers, models_dir=settings.models_dir,
                         det_short_side=getattr(detector, "det_short_side", 640),
@@ -274,8 +272,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
 
         chooser = FaceChooser.from_settings(settings, stages.detector)  # references fail here, before pass 1
         pool = detector_pool(stages.detector, settings, workers, info.frame_count)
-        overlap_blocker_reason = overlap_blocker(settings, preview=bool(preview_path), analysis_given=False, pool=pool,
-                                                 detector=stages.detector, chooser_active=chooser.active)
+        overlap_blocker_reason = overlap_blocker(preview=bool(preview_path), pool=pool, detector=stages.detector,
+                                                 chooser_active=chooser.active)
         if overlap_blocker_reason is None:
             try:
                 feed, analysis = _start_shot_feed(input_path, time_range, info, stages, settings, film, pool, quiet)
@@ -384,10 +382,10 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             writer.close()
-            if feed is not None:
-                feed.finish()  # pass 1's end: the whole analysis, its film section (raises its error)
-                if analysis.frame_count != frames_read:
-                    raise RuntimeError(f"pass 1 saw {analysis.frame_count} frames, pass 2 {frames_read}")
+        if feed is not None:
+            feed.finish()  # pass 1's end: the whole analysis, its film section (raises its error)
+            if analysis.frame_count != frames_read:
+                raise RuntimeError(f"pass 1 saw {analysis.frame_count} frames, pass 2 {frames_read}")
         read_report = reader.report
 
     if frames_written != frames_read:

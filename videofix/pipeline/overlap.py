@@ -27,21 +27,18 @@ import time
 from collections.abc import Iterable, Iterator
 
 from videofix.errors import check_interrupted
-from videofix.pipeline.analysis import TrackLinker, detect_frames
+from videofix.faces.pool import detector_on_gpu
+from videofix.pipeline.analysis import TrackLinker, detect_frames, detector_choice
 from videofix.pipeline.stages import Progress, StageTimer, prefetch
 
 
-def overlap_blocker(settings, *, preview: bool, analysis_given: bool, pool, detector, chooser_active: bool) -> str | None:
-    """Why pass 1 cannot overlap pass 2 in this run, or None when it can."""
-    if analysis_given:
-        return "pass 1 was given (a saved analysis)"
+def overlap_blocker(*, preview: bool, pool, detector, chooser_active: bool) -> str | None:
+    """Why pass 1 cannot overlap pass 2 in this run (pass 1 not given), or None when it can."""
     if chooser_active:
         return "the face choices (--largest-face, --max-faces, --only-center-face, --min-face-size, --face-ref) compare whole tracks"
     if preview:
         return "the preview's frames are chosen over the whole video"
-    on_gpu = "cuda" in str(getattr(detector, "device", "cpu")) or "CUDAExecutionProvider" in (
-        getattr(detector, "providers", None) or ())
-    if pool is None and not on_gpu:
+    if pool is None and not detector_on_gpu(detector):
         return "one worker: detection would share this process's interpreter lock with pass 2"
     return None
 
@@ -69,9 +66,9 @@ class ShotFeed:
         self._detector, self.pool, self._shots = detector, pool, shots
         self.linker = linker
         self.analysis = linker.analysis
-        self.film = self._film = film
+        self.film = film
         self._restorer = self._paster = None
-        self.timer = self._timer = timer
+        self.timer = timer
         self._total, self._quiet = total, quiet
         self._cond = threading.Condition()
         self._horizon = 0  # frames before this index are final
@@ -99,8 +96,8 @@ class ShotFeed:
     def _run(self) -> None:
         try:
             with self._reader_factory() as reader, Progress(self._total, "detect ", self._quiet, position=0) as bar:
-                survey = self.survey = self._film.survey()
-                frames = prefetch(self._film.frames(reader, survey), 8, self._timer, "decode_pass1")
+                survey = self.survey = self.film.survey()
+                frames = prefetch(self.film.frames(reader, survey), 8, self.timer, "decode_pass1")
                 t0 = time.perf_counter()
 
                 def progress(n: int) -> None:
@@ -123,10 +120,10 @@ class ShotFeed:
                     frames.close()
                 before = len(self.analysis.tracks)
                 analysis = self.linker.finish()
-                self._timer.add("detect_and_track", time.perf_counter() - t0
-                                - self._timer.seconds.get("decode_pass1", 0.0))
-            analysis.extra["detector_choice"] = getattr(self._detector, "choice", None) or f"{self._detector.name}: requested"
-            self._film.finalize(analysis, survey)  # the whole video's film section (the report)
+                self.timer.add("detect_and_track", time.perf_counter() - t0
+                                - self.timer.seconds.get("decode_pass1", 0.0))
+            analysis.extra["detector_choice"] = detector_choice(self._detector)
+            self.film.finalize(analysis, survey)  # the whole video's film section (the report)
             self._hand_over(start, math.inf, analysis.tracks[before:], last=True)
         except BaseException as exc:  # noqa: BLE001 - raised in pass 2's thread
             with self._cond:
@@ -137,7 +134,7 @@ class ShotFeed:
         """Give pass 2 the frames [start, stop): their paste modes and repeats, then the horizon."""
         end = self.analysis.frame_count if last else int(stop)
         if end > start:
-            modes, repeats = self._film.shot_group_options(self.survey, self.analysis, start, end, tracks)
+            modes, repeats = self.film.shot_group_options(self.survey, self.analysis, start, end, tracks)
             self._paster.add_shots(modes)
             self._restorer.add_repeats(repeats)
             self.groups.append([int(start), int(end)])

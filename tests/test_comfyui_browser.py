@@ -3,7 +3,7 @@
 ComfyUI (the one ``scripts/setup_comfyui.sh`` installs into ``.comfyui/``, see
 tests/test_comfyui_headless.py) is started with its own web frontend, the
 ``comfyui-frontend-package`` its requirements.txt pins, and Debian's Chromium (installed by
-``scripts/setup_chromium.sh``) is driven through Playwright. For every ``workflows/*.json``
+``scripts/setup_chromium.sh``) is driven through Playwright. For every ``example_workflows/*.json``
 that is not an ``*.api.json``:
 
 1. the file is opened through the editor's file-open input (what *Workflow > Open* and a
@@ -54,7 +54,7 @@ CHROMIUM = os.environ.get("VIDEOFIX_CHROMIUM", "/usr/bin/chromium")
 VHS_CHECKOUT = os.environ.get("VIDEOFIX_VHS")
 VHS_DEFS = ROOT / "tests" / "data" / "vhs_object_info.json"
 ARTIFACTS = ROOT / "test-artifacts" / "comfyui-browser"
-UI_WORKFLOWS = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith(".api.json"))
+UI_WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 FRAMES, WIDTH, HEIGHT, FPS = 3, 192, 160, 25
 # The flags the closed network here needs (else Chromium keeps calling home and stalls).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -475,7 +475,7 @@ def break_workflow(workflow: dict) -> dict:
 
 
 def test_broken_workflow_is_caught(comfy, object_info, page, tmp_path):
-    workflow = json.loads((ROOT / "workflows" / "restore_video_split.json").read_text())
+    workflow = json.loads((ROOT / "example_workflows" / "restore_video_split.json").read_text())
     broken = break_workflow(workflow)
     ids = {n["type"]: str(n["id"]) for n in broken["nodes"]}
     path = tmp_path / "broken_split.json"
@@ -502,7 +502,7 @@ def test_broken_workflow_is_caught(comfy, object_info, page, tmp_path):
 
 
 def test_broken_vhs_workflow_is_caught():
-    workflow = json.loads((ROOT / "workflows" / "restore_video_vhs.json").read_text())
+    workflow = json.loads((ROOT / "example_workflows" / "restore_video_vhs.json").read_text())
     assert check_vhs_nodes(workflow, pinned_vhs()) == []
     broken = copy.deepcopy(workflow)
     nodes = {n["type"]: n for n in broken["nodes"]}

@@ -112,7 +112,7 @@ def run_prompt(port: int, base: Path, prompt: dict, timeout: float = 300) -> dic
 
 
 def workflow(name: str) -> dict:
-    prompt = json.loads((ROOT / "workflows" / f"{name}.api.json").read_text())
+    prompt = json.loads((ROOT / "example_workflows" / "api" / f"{name}.api.json").read_text())
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "LoadVideo":

@@ -2,7 +2,7 @@
 
 VideoHelperSuite (VHS) is a git repository, not a package in any registry, so the test
 machine cannot install it; tests/test_comfyui_browser.py checks the VHS nodes of
-``workflows/restore_video_vhs.json`` against this pinned copy of what VHS's nodes report
+``example_workflows/restore_video_vhs.json`` against this pinned copy of what VHS's nodes report
 in ComfyUI's ``/object_info`` (their inputs with types, combos and limits, outputs).
 
 To regenerate: put a VHS checkout in a ComfyUI's ``custom_nodes/`` (with a video in its

@@ -27,7 +27,7 @@ from videofix.samples import face_content
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "plugins" / "comfyui"
-WORKFLOWS = ROOT / "workflows"
+WORKFLOWS = ROOT / "example_workflows"  # UI format; the API twins in example_workflows/api/
 FRAMES, WIDTH, HEIGHT = 5, 192, 160
 WEIGHTS_NAME = "codeformer_small.pth"
 
@@ -86,7 +86,10 @@ def make_folder_paths(models_dir: Path) -> types.ModuleType:
                 return str(f)
         return None
 
-    fp.get_filename_list, fp.get_full_path = get_filename_list, get_full_path
+    def get_folder_paths(name):
+        return fp.folder_names_and_paths[name][0][:]
+
+    fp.get_filename_list, fp.get_full_path, fp.get_folder_paths = get_filename_list, get_full_path, get_folder_paths
     return fp
 
 
@@ -133,6 +136,10 @@ def import_pack(monkeypatch, models_dir: Path, *, video_api: bool, preset: dict 
             stubs[name] = None  # "not installed": import raises ImportError
     for name, module in stubs.items():
         monkeypatch.setitem(sys.modules, name, module)
+    # the pack points videofix's registry at ComfyUI's folders: undone after the test
+    from videofix import modelfiles
+
+    monkeypatch.setattr(modelfiles, "_comfy_folders", None)
     # ComfyUI: module name = the folder path with dots replaced, spec from <folder>/__init__.py
     sys_module_name = str(PACK).replace(".", "_x_") + ("_video" if video_api else "")
     spec = importlib.util.spec_from_file_location(sys_module_name, PACK / "__init__.py")
@@ -350,13 +357,15 @@ def test_video_node_uses_the_hosts_video_type(monkeypatch, models_dir, frames, p
 
 
 def workflow_files():
-    return sorted(WORKFLOWS.glob("*.json"))
+    return sorted(WORKFLOWS.glob("*.json")) + sorted((WORKFLOWS / "api").glob("*.json"))
 
 
 def test_workflows_come_in_both_formats():
-    ui = {p.name[:-5] for p in workflow_files() if not p.name.endswith(".api.json")}
-    api = {p.name[:-9] for p in workflow_files() if p.name.endswith(".api.json")}
+    ui = {p.name[:-5] for p in WORKFLOWS.glob("*.json")}
+    api = {p.name[:-9] for p in (WORKFLOWS / "api").glob("*.json")}
     assert ui and ui == api
+    assert all(p.name.endswith(".api.json") for p in (WORKFLOWS / "api").glob("*"))
+    assert not any(p.name.endswith(".api.json") for p in WORKFLOWS.glob("*.json"))  # ComfyUI lists these as templates
     assert "restore_video_vhs" in ui and "restore_video_native" in ui
 
 
@@ -415,7 +424,7 @@ def test_every_node_a_workflow_names_exists_and_links_fit(monkeypatch, models_di
                 widgets = [k for k, e in entries.items() if isinstance(e[0], list) or e[0] in ("INT", "FLOAT", "BOOLEAN", "STRING")]
                 assert len(n["widgets_values"]) == len(widgets), (path.name, n["type"])
         # the UI and API files describe the same graph
-        api = json.loads(path.with_name(path.name[:-5] + ".api.json").read_text())
+        api = json.loads((WORKFLOWS / "api" / (path.name[:-5] + ".api.json")).read_text())
         assert sorted(n["type"] for n in nodes.values()) == sorted(v["class_type"] for v in api.values())
         assert len(data["links"]) == sum(isinstance(v, list) for node in api.values() for v in node["inputs"].values())
 

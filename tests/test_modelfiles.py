@@ -232,3 +232,94 @@ def test_check_state_dict_lists_a_few():
     with pytest.raises(ModelFileError) as info:
         modelfiles.check_state_dict({}, expected, what="Net", source="f.pth")
     assert str(info.value) == "f.pth: not a Net checkpoint: 10 missing keys (k0, k1, k2, ... (7 more))"
+
+
+# ------------------------------------------------------------------------ licences (#22)
+
+
+def test_every_file_states_its_licence_and_non_commercial_ones_say_so():
+    entries = [*modelfiles.REGISTRY.values(), *modelfiles.BUNDLED.values()]
+    for entry in entries:
+        assert entry.licence and entry.licence_url.startswith(("https://", "http://")), entry.name
+        assert ("non-commercial" in entry.licence.lower()) == (not entry.commercial_use), entry.name
+        assert all(":" in use for use in entry.used_by), entry.name
+    non_commercial = {e.name for e in entries if not e.commercial_use}
+    assert non_commercial == {"codeformer", "parsenet", "buffalo_l", "dlib_landmarks_68"}
+    assert "S-Lab License 1.0" in modelfiles.REGISTRY["codeformer"].licence
+    # every stage that reads a file names it: the run report depends on this
+    assert [e.name for e in modelfiles.files_used(["restorer:codeformer"])] == ["codeformer"]
+    assert {e.name for e in modelfiles.files_used(["detector:dlib"])} == {"dlib_hog", "dlib_landmarks_68"}
+    assert {e.name for e in modelfiles.files_used(["detector:scrfd", "identity:arcface"])} == {"buffalo_l"}
+    assert [e.name for e in modelfiles.files_used(["shots:transnetv2"])] == ["transnetv2"]
+
+
+def test_bundled_files_are_found_inside_their_packages():
+    for name in ("transnetv2", "dlib_landmarks_68", "dlib_face_recognition"):
+        path = modelfiles.BUNDLED[name].locate()
+        assert path is not None and path.is_file() and path.name == modelfiles.BUNDLED[name].filename, name
+    missing = dataclasses.replace(modelfiles.BUNDLED["transnetv2"], module="no_such_module_here")
+    assert missing.locate() is None
+
+
+def serve_codeformer(server, monkeypatch, payload: bytes = b"weights" * 1000):
+    root, base = server
+    put(root / "codeformer.pth", payload)
+    put(root / "VQFR_v2.pth", payload)
+    monkeypatch.setenv("VIDEOFIX_MODEL_BASE_URL", base)
+    monkeypatch.setenv("VIDEOFIX_OFFLINE", "0")
+    return payload
+
+
+def test_first_download_of_a_non_commercial_file_prints_its_licence_once(server, tmp_path, monkeypatch, capsys):
+    serve_codeformer(server, monkeypatch)
+    path = modelfiles.resolve("codeformer", quiet=True)  # quiet: no progress, the licence all the same
+    # (the local server logs its requests on stderr too: only videofix's lines count)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("videofix")]
+    assert lines == ["videofix: codeformer.pth: S-Lab License 1.0 (non-commercial use only); "
+                     "see https://github.com/sczhou/CodeFormer/blob/master/LICENSE"]
+    assert path == tmp_path / "cache" / "codeformer.pth"
+    assert modelfiles.resolve("codeformer", quiet=True) == path  # found: no download, no line
+    assert "videofix" not in capsys.readouterr().err
+    modelfiles.resolve("vqfr", quiet=True)  # downloaded, Apache-2.0: nothing to say
+    err = capsys.readouterr().err
+    assert "GET /VQFR_v2.pth" in err and "videofix" not in err
+
+
+def test_models_list_shows_every_licence(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("models", "list", env={"VIDEOFIX_CACHE": str(tmp_path / "cache")}).stdout
+    blocks = {}
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            name = line.split()[0]
+            blocks[name] = []
+        elif line.strip().startswith("licence: "):
+            blocks[name].append(line.strip())
+    for entry in [*modelfiles.REGISTRY.values(), *modelfiles.BUNDLED.values()]:
+        assert blocks[entry.name] == [f"licence: {entry.licence} ({entry.licence_url})"], entry.name
+
+
+# ------------------------------------------------------------------ inside ComfyUI (#22)
+
+
+def test_inside_comfyui_files_are_found_in_every_folder_path_and_downloaded_into_comfyuis_own(
+        server, tmp_path, monkeypatch, capsys):
+    comfy_models = tmp_path / "ComfyUI" / "models"
+    extra = tmp_path / "shared" / "facerestore"  # an extra_model_paths.yaml entry, listed first
+    folders = {"facerestore_models": [str(extra), str(comfy_models / "facerestore_models")],
+               "facedetection": [str(comfy_models / "facedetection")],
+               "insightface": [str(comfy_models / "insightface")]}
+    monkeypatch.setattr(modelfiles, "_comfy_folders", None)
+    modelfiles.use_comfy_folders(lambda name: folders[name], comfy_models)
+    in_extra = put(extra / "VQFR_v2.pth")
+    assert modelfiles.resolve("vqfr") == in_extra  # no download: found in the extra path
+    payload = serve_codeformer(server, monkeypatch)
+    path = modelfiles.resolve("codeformer", quiet=True)
+    assert path == comfy_models / "facerestore_models" / "codeformer.pth" and path.read_bytes() == payload
+    assert not (tmp_path / "cache" / "codeformer.pth").exists()  # not into a private cache
+    assert "S-Lab License 1.0" in capsys.readouterr().err
+    # insightface packs live in models/insightface/models/, as insightface's own root
+    assert modelfiles.download_target(modelfiles.get("buffalo_l")) == comfy_models / "insightface" / "models" / "buffalo_l.zip"
+    modelfiles.use_comfy_folders(None)
+    assert modelfiles.download_target(modelfiles.get("codeformer")) == tmp_path / "cache" / "codeformer.pth"

@@ -6,13 +6,23 @@ fixed order and downloads it only as the last resort:
 1. an explicit path (``--weights``);
 2. a models folder: ``models_dir`` (``--models-dir``) or ``$VIDEOFIX_MODELS``
    (``DIR/<file>`` or ``DIR/<comfy folder>/<file>``);
-3. ComfyUI's folders, when a ComfyUI root is known (``comfy_root`` or ``$COMFYUI_PATH``):
-   ``ROOT/models/<comfy folder>/<file>`` (``facerestore_models``, ``facedetection``, ...);
+3. ComfyUI's folders: inside ComfyUI, every path ComfyUI has for the file's folder
+   (``folder_paths``, so extra_model_paths.yaml entries count; see `use_comfy_folders`);
+   else, when a ComfyUI root is known (``comfy_root`` or ``$COMFYUI_PATH``),
+   ``ROOT/models/<comfy folder>/<file>`` (``facerestore_models``, ``facedetection``,
+   ``insightface/models``, ...);
 4. the user cache: ``$VIDEOFIX_CACHE`` or ``~/.cache/videofix``;
-5. a download into the cache (urllib; temporary file then atomic rename; progress on
-   stderr; size check). Set ``VIDEOFIX_OFFLINE=1`` to forbid downloads, or
-   ``VIDEOFIX_MODEL_BASE_URL=URL`` to download ``URL/<file>`` instead of the official
-   addresses (a mirror on a closed network; also what the tests' local server uses).
+5. a download into the cache, or inside ComfyUI into ComfyUI's own folder for the file
+   (urllib; temporary file then atomic rename; progress on stderr; size check). Set
+   ``VIDEOFIX_OFFLINE=1`` to forbid downloads, or ``VIDEOFIX_MODEL_BASE_URL=URL`` to
+   download ``URL/<file>`` instead of the official addresses (a mirror on a closed network;
+   also what the tests' local server uses). The first download of a file whose licence
+   allows non-commercial use only prints one line naming that licence.
+
+Licences: every entry carries its licence (``videofix models list`` shows them; NOTICE
+credits the methods). ``BUNDLED`` lists the model files that ship inside packages videofix
+depends on (TransNetV2's weights, dlib's models); `files_used` maps the stages a run used
+to the files they read, for the run report.
 
 No upstream publishes hashes, so the SHA-256 of the first good download is recorded in
 ``<cache>/hashes.json`` and a cached file is checked against it from then on.
@@ -38,7 +48,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -68,7 +78,13 @@ class ModelFile:
         kind: ``restorer`` | ``detector`` | ``parsing`` | ``upscaler`` | ``landmarks``.
         description: what it is.
         licence: the licence of the weights.
-        comfy_folder: the ComfyUI ``models/`` sub-folder face-restoration packs use.
+        comfy_folder: the ComfyUI ``models/`` sub-folder face-restoration packs use (its
+            first part is the ``folder_paths`` name: ``insightface/models`` is
+            ``models/insightface/models``).
+        commercial_use: False when the licence allows non-commercial use only.
+        licence_url: where the licence text is.
+        used_by: the stages that read the file, as ``stage:name`` (``restorer:codeformer``,
+            ``detector:scrfd``, ...); see `files_used`.
     """
 
     name: str
@@ -80,11 +96,64 @@ class ModelFile:
     description: str
     licence: str
     comfy_folder: str
+    commercial_use: bool = True
+    licence_url: str = ""
+    used_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BundledFile:
+    """A model file shipped inside a package videofix depends on (never downloaded by us).
+
+    Attributes:
+        name: key in ``BUNDLED``.
+        filename: the file's name (or what it is, for weights compiled into a library).
+        package: the distribution that ships it (``face-recognition-models``).
+        module: its import name, to find the file without importing it.
+        path: the file relative to the module's folder; None when compiled in.
+        kind, description, licence, commercial_use, licence_url, used_by: as in `ModelFile`.
+    """
+
+    name: str
+    filename: str
+    package: str
+    module: str
+    path: str | None
+    kind: str
+    description: str
+    licence: str
+    commercial_use: bool
+    licence_url: str
+    used_by: tuple[str, ...]
+
+    def locate(self) -> Path | None:
+        """The installed file (the module's folder when compiled in), or None when the
+        package is not installed."""
+        from importlib.util import find_spec
+
+        try:
+            spec = find_spec(self.module)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        if spec.submodule_search_locations:
+            folder = Path(next(iter(spec.submodule_search_locations)))
+        elif spec.origin:
+            folder = Path(spec.origin).parent
+        else:
+            return None
+        if self.path is None:
+            return folder
+        p = folder / self.path
+        return p if p.exists() else None
+
+
+def _registry_data() -> dict[str, Any]:
+    return json.loads(resources.files("videofix").joinpath("data/models.json").read_text(encoding="utf-8"))
 
 
 def _load_registry() -> dict[str, ModelFile]:
-    text = resources.files("videofix").joinpath("data/models.json").read_text(encoding="utf-8")
-    entries = json.loads(text)["models"]
     return {
         e["name"]: ModelFile(
             name=e["name"],
@@ -96,12 +165,28 @@ def _load_registry() -> dict[str, ModelFile]:
             description=e["description"],
             licence=e["licence"],
             comfy_folder=e["comfy_folder"],
+            commercial_use=bool(e["commercial_use"]),
+            licence_url=e.get("licence_url", ""),
+            used_by=tuple(e.get("used_by", ())),
         )
-        for e in entries
+        for e in _registry_data()["models"]
+    }
+
+
+def _load_bundled() -> dict[str, BundledFile]:
+    return {
+        e["name"]: BundledFile(
+            name=e["name"], filename=e["filename"], package=e["package"], module=e["module"], path=e.get("path"),
+            kind=e["kind"], description=e["description"], licence=e["licence"],
+            commercial_use=bool(e["commercial_use"]), licence_url=e.get("licence_url", ""),
+            used_by=tuple(e.get("used_by", ())),
+        )
+        for e in _registry_data().get("bundled", [])
     }
 
 
 REGISTRY: dict[str, ModelFile] = _load_registry()
+BUNDLED: dict[str, BundledFile] = _load_bundled()
 
 
 def get(name: str) -> ModelFile:
@@ -112,7 +197,52 @@ def get(name: str) -> ModelFile:
         raise UsageError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}") from None
 
 
+def licence_note(entry: ModelFile | BundledFile) -> str:
+    """One line naming a file's licence and where to read it."""
+    where = f"; see {entry.licence_url}" if entry.licence_url else ""
+    return f"{entry.filename}: {entry.licence}{where}"
+
+
+def files_used(uses: Iterable[str]) -> list[ModelFile | BundledFile]:
+    """The registry and bundled files read by the stages `uses` (``stage:name`` strings such
+    as ``restorer:codeformer``, ``detector:dlib``), in registry order, each once."""
+    wanted = set(uses)
+    return [e for e in (*REGISTRY.values(), *BUNDLED.values()) if wanted.intersection(e.used_by)]
+
+
 # ------------------------------------------------------------------------ places
+
+# Inside ComfyUI (set by the node pack): folder name -> that folder's paths in ComfyUI's order
+# (`folder_paths.get_folder_paths`), and ComfyUI's own models folder. Process-wide on purpose:
+# ComfyUI's folder registry is, and every stage (restorer, detectors, parser, identity)
+# resolves its files through here without each front-end passing folders down.
+_comfy_folders: tuple[Callable[[str], list[str]], Path] | None = None
+
+
+def use_comfy_folders(lookup: Callable[[str], list[str]] | None, models_dir: str | os.PathLike | None = None) -> None:
+    """Look files up in ComfyUI's model folders and download missing ones into ComfyUI's own.
+
+    `lookup(name)` returns every path ComfyUI has for folder `name` (``facerestore_models``,
+    ``facedetection``, ``insightface``, ...: ComfyUI's own and those of
+    extra_model_paths.yaml); it may raise for a folder ComfyUI does not know. `models_dir`
+    is ComfyUI's models folder: a missing file is downloaded into
+    ``models_dir/<comfy folder>/``. ``lookup=None`` turns this off again.
+    """
+    global _comfy_folders
+    _comfy_folders = None if lookup is None else (lookup, Path(models_dir) if models_dir is not None else Path("models"))
+
+
+def comfy_folder_paths(entry: ModelFile) -> list[Path]:
+    """Where ComfyUI keeps `entry` (``<path>/<sub-folder>`` for each path of its folder), in
+    ComfyUI's order; empty outside ComfyUI."""
+    if _comfy_folders is None:
+        return []
+    folder, _, sub = entry.comfy_folder.partition("/")
+    try:
+        roots = list(_comfy_folders[0](folder) or [])
+    except Exception:  # noqa: BLE001 - a folder ComfyUI does not know: none
+        return []
+    return [Path(r) / sub if sub else Path(r) for r in roots]
 
 
 def cache_dir() -> Path:
@@ -141,11 +271,21 @@ def candidate_paths(
         root = Path(folder).expanduser()
         places.append((label, root / entry.filename))
         places.append((label, root / entry.comfy_folder / entry.filename))
+    for d in comfy_folder_paths(entry):
+        places.append(("ComfyUI", d / entry.filename))
     comfy = comfy_root if comfy_root is not None else os.environ.get(ENV_COMFYUI) or None
     if comfy is not None:
         places.append(("ComfyUI", Path(comfy).expanduser() / "models" / entry.comfy_folder / entry.filename))
     places.append(("cache", cache_dir() / entry.filename))
     return places
+
+
+def download_target(entry: ModelFile) -> Path:
+    """Where a missing `entry` is downloaded: inside ComfyUI, ComfyUI's own folder for it
+    (``models/<comfy folder>/``, not a private cache); else the user cache."""
+    if _comfy_folders is not None:
+        return _comfy_folders[1] / entry.comfy_folder / entry.filename
+    return cache_dir() / entry.filename
 
 
 def resolve(
@@ -183,7 +323,7 @@ def resolve(
             if label == "cache":
                 _verify_cached(entry, p)
             return p
-    target = places[-1][1]
+    target = download_target(entry)
     looked = ", ".join(str(p) for _, p in places)
     if not download or offline():
         why = f"downloads are off ({ENV_OFFLINE}=1)" if offline() else "downloading was not allowed"
@@ -266,6 +406,9 @@ def _download(entry: ModelFile, target: Path, *, quiet: bool) -> Path:
     for url in download_urls(entry):
         try:
             _download_one(entry, url, target, quiet=quiet)
+            if not entry.commercial_use:
+                # said even when quiet: the user must know before using the file
+                print(f"videofix: {licence_note(entry)}", file=sys.stderr, flush=True)
             return target
         except ModelFileError as exc:
             errors.append(str(exc))

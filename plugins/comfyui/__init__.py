@@ -1,13 +1,14 @@
 """videofix for ComfyUI: temporally stable face restoration of videos (CodeFormer, VQFR).
 
-Install: put (or link) this folder into ``ComfyUI/custom_nodes/`` (e.g. as
-``custom_nodes/videofix``) and install the ``videofix`` package into ComfyUI's Python
-(``pip install videofix``, or ``pip install -e`` of a checkout). Model files go in
-``models/facerestore_models`` (codeformer.pth) and ``models/facedetection``
-(detection_Resnet50_Final.pth, parsing_parsenet.pth), the folders other face-restoration
-packs use. Example workflows: ``workflows/`` of the videofix repository.
+The node pack is the repository root (its ``__init__.py`` imports this package): install
+it with ComfyUI-Manager, the Comfy registry, or ``git clone`` into ``ComfyUI/custom_nodes/``
+followed by ``pip install -r requirements.txt`` in the clone (see README.md here). Model
+files: ``models/facerestore_models`` (codeformer.pth, VQFR_v2.pth), ``models/facedetection``
+(detection_Resnet50_Final.pth, parsing_parsenet.pth) and ``models/insightface/models/buffalo_l``,
+the folders other face-restoration packs use, plus their extra_model_paths.yaml entries.
+Example workflows: ``example_workflows/`` at the repository root.
 
-ComfyUI imports this folder as a package (its path as the module name), so the nodes
+ComfyUI imports a pack folder as a package (its path as the module name), so the nodes
 module is imported relatively.
 """
 

@@ -15,11 +15,13 @@ Types passed between the nodes:
 * ``VIDEOFIX_FACES``: `videofix.pipeline.frames.RestoredFaces` (restored aligned crops).
 * ``VIDEO``: ComfyUI's video type, where the host has it (`comfy_api`).
 
-Model files come from ComfyUI's model folders, ``models/facerestore_models`` (CodeFormer,
-VQFR) and ``models/facedetection`` (RetinaFace, ParseNet), the folders the face-restoration
-packs users already have use; missing files are resolved through the videofix registry
-(`videofix.modelfiles`) with ComfyUI's models folder as the models folder, and downloaded
-into videofix's cache as the last resort.
+Model files come from ComfyUI's model folders as face-restoration users keep them:
+``models/facerestore_models`` (CodeFormer, VQFR), ``models/facedetection`` (RetinaFace,
+ParseNet) and ``models/insightface/models/buffalo_l`` (SCRFD, ArcFace), with every path
+extra_model_paths.yaml adds to those folders (`folder_paths`). Every stage resolves its
+files through the videofix registry (`videofix.modelfiles`), which the pack points at
+ComfyUI's folders; a missing file is downloaded into ComfyUI's own folder for it
+(``models/<folder>``), never into a private cache.
 """
 
 from __future__ import annotations
@@ -37,12 +39,11 @@ from videofix.pipeline.local import LoadedStages, RestoreSettings, load_stages
 CATEGORY = "videofix"
 RESTORER_FOLDER = "facerestore_models"
 DETECTOR_FOLDER = "facedetection"
+INSIGHTFACE_FOLDER = "insightface"  # packs in models/insightface/models/<pack>/, as insightface's own root
 DETECTORS = ["auto", "retinaface", "retinaface_mobile", "scrfd", "dlib"]
 ARCHITECTURES = ["auto", "codeformer", "vqfr"]
 DEVICES = ["auto", "cpu", "cuda"]
 DTYPES = ["fp32", "bf16", "fp16"]
-# Registry entries a detector name needs, for look-ups through ComfyUI's folder list.
-_DETECTOR_FILES = {"retinaface": "retinaface_resnet50", "retinaface_mobile": "retinaface_mobile0.25"}
 
 MODEL_TYPE = "VIDEOFIX_MODEL"
 TRACKS_TYPE = "VIDEOFIX_TRACKS"
@@ -53,14 +54,17 @@ FACES_TYPE = "VIDEOFIX_FACES"
 
 
 def register_model_folders() -> None:
-    """Register ``facerestore_models`` and ``facedetection`` with ComfyUI's `folder_paths`.
+    """Register ``facerestore_models``, ``facedetection`` and ``insightface`` with ComfyUI's
+    `folder_paths`, and make videofix's registry look files up (and download missing ones)
+    there.
 
     Folders another pack (or extra_model_paths.yaml) registered are kept; ours is added to
-    the list, and the extensions a face-restoration file can have are allowed.
+    the list, and the extensions a face-restoration file can have are allowed. Nothing is
+    created on disk here.
     """
     extensions = set(getattr(folder_paths, "supported_pt_extensions", {".pth", ".pt", ".ckpt", ".safetensors"}))
     extensions |= {".pth", ".pt", ".onnx", ".dat", ".zip"}
-    for name in (RESTORER_FOLDER, DETECTOR_FOLDER):
+    for name in (RESTORER_FOLDER, DETECTOR_FOLDER, INSIGHTFACE_FOLDER):
         path = os.path.join(folder_paths.models_dir, name)
         known = folder_paths.folder_names_and_paths.get(name)
         if known is None:
@@ -71,6 +75,13 @@ def register_model_folders() -> None:
             paths.append(path)
         if isinstance(exts, set):
             exts |= extensions
+    modelfiles.use_comfy_folders(_folder_paths_of, folder_paths.models_dir)
+
+
+def _folder_paths_of(name: str) -> list[str]:
+    """Every path ComfyUI has for folder `name` (its own and extra_model_paths.yaml's), in its order."""
+    get = getattr(folder_paths, "get_folder_paths", None)
+    return list(get(name)) if get is not None else list(folder_paths.folder_names_and_paths[name][0])
 
 
 def restorer_choices() -> list[str]:
@@ -127,12 +138,9 @@ class FaceRestorerModel:
         if key not in self.detectors:
             from videofix.faces import create_detector
 
-            model_path = None
-            if name in _DETECTOR_FILES:  # honour extra_model_paths.yaml entries for facedetection
-                filename = modelfiles.get(_DETECTOR_FILES[name]).filename
-                model_path = folder_paths.get_full_path(DETECTOR_FOLDER, filename)
+            # files through the registry, which searches (and downloads into) ComfyUI's folders
             det_device = "cuda" if self.stages.device.type == "cuda" else "cpu"
-            self.detectors[key] = create_detector(name, self.settings.models_dir, det_device, model_path=model_path,
+            self.detectors[key] = create_detector(name, self.settings.models_dir, det_device,
                                                   score_threshold=score_threshold)
         return self.detectors[key]
 
@@ -142,7 +150,13 @@ class FaceRestorerModel:
 
 def load_model(model_name: str, architecture: str = "auto", device: str = "auto", dtype: str = "fp32",
                parsing: bool = True) -> FaceRestorerModel:
-    """Resolve and load a restorer (and the face parser when its file is present)."""
+    """Resolve and load a restorer (and the face parser when its file is present).
+
+    `model_name` is a file of ``facerestore_models`` (any of ComfyUI's paths for it) or a
+    registry file name; a registry file found nowhere is downloaded into ComfyUI's own
+    ``models/facerestore_models``, printing its licence when that allows non-commercial use
+    only.
+    """
     path = folder_paths.get_full_path(RESTORER_FOLDER, model_name)
     entry = _registry_entry(model_name)
     if architecture == "auto":

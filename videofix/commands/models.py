@@ -69,12 +69,26 @@ def _list(args: argparse.Namespace) -> int:
         except ModelFileError:
             where = "not found (videofix models fetch " + entry.name + ")"
         rows.append((entry, where))
-    width = max(len(e.name) for e, _ in rows)
+    bundled = list(modelfiles.BUNDLED.values())
+    width = max(len(e.name) for e in [*(e for e, _ in rows), *bundled])
+    pad = " " * width
     for entry, where in rows:
         print(f"{entry.name:<{width}}  {entry.kind:<9} {entry.filename}")
-        print(f"{'':<{width}}  {entry.description}")
-        print(f"{'':<{width}}  licence: {entry.licence}; ComfyUI folder: models/{entry.comfy_folder}")
-        print(f"{'':<{width}}  url: {entry.urls[0]}")
-        print(f"{'':<{width}}  local: {where}")
+        print(f"{pad}  {entry.description}")
+        print(f"{pad}  licence: {_licence(entry)}")
+        print(f"{pad}  ComfyUI folder: models/{entry.comfy_folder}; url: {entry.urls[0]}")
+        print(f"{pad}  local: {where}")
+    print("shipped inside packages (never downloaded by videofix):")
+    for entry in bundled:
+        found = entry.locate()
+        print(f"{entry.name:<{width}}  {entry.kind:<9} {entry.filename}")
+        print(f"{pad}  {entry.description}")
+        print(f"{pad}  licence: {_licence(entry)}")
+        print(f"{pad}  local: {found if found is not None else f'not installed (package {entry.package})'}")
     print(f"cache: {modelfiles.cache_dir()}", file=sys.stderr)
     return 0
+
+
+def _licence(entry) -> str:
+    # a non-commercial licence says so in its own text (tests/test_packaging.py checks)
+    return entry.licence + (f" ({entry.licence_url})" if entry.licence_url else "")

@@ -51,15 +51,20 @@ def resolve_model(name: str, *, path=None, models_dir=None, download: bool = Tru
     """Path of model `name` (a file; for ``buffalo_l`` the unpacked folder). Raises
     ``ModelFileError`` when it cannot be found (or downloaded, when `download`)."""
     names = ALIASES.get(name, (name,))
+    mf = _modelfiles()
     if names[0] == "buffalo_l":
-        # An unpacked folder is accepted as is: explicit, models_dir, $VIDEOFIX_MODELS.
+        # An unpacked folder is accepted as is: explicit, models_dir, $VIDEOFIX_MODELS, and
+        # wherever the registry would look for the zip (ComfyUI's models/insightface/models/);
+        # not the cache, whose zip is hash-checked below.
+        unpacked = [p.with_suffix("") for label, p in mf.candidate_paths(mf.get("buffalo_l"), models_dir=models_dir)
+                    if label != "cache"] if mf is not None and "buffalo_l" in getattr(mf, "REGISTRY", {}) else []
         for d in (path, Path(models_dir) / "buffalo_l" if models_dir else None,
-                  Path(os.environ["VIDEOFIX_MODELS"]) / "buffalo_l" if os.environ.get("VIDEOFIX_MODELS") else None):
+                  Path(os.environ["VIDEOFIX_MODELS"]) / "buffalo_l" if os.environ.get("VIDEOFIX_MODELS") else None,
+                  *unpacked):
             if d is not None and _pack_folder(Path(d)) is not None:
                 return _pack_folder(Path(d))
         if path is not None and not str(path).endswith(".zip"):
             raise ModelFileError(f"buffalo_l: {path} is not a folder holding {PACK_MARKER}")
-    mf = _modelfiles()
     if mf is not None:
         registry = getattr(mf, "REGISTRY", {})
         key = next((n for n in names if n in registry), names[0])

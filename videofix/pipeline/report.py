@@ -52,6 +52,7 @@ def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, dev
         notes = (["no face found: the frames were re-encoded unchanged"] if not analysis.tracks else []) + list(notes)
     if film.interlace.deinterlace:
         notes.append(f"deinterlaced with bwdif ({film.interlace.reason})")
+    film_report = film.report(analysis, paster, frames=frames_written, faces_reused=faces_reused)
     return {
         "input": str(input_path),
         "output": str(output_path),
@@ -76,10 +77,43 @@ def run_report(*, input_path, output_path, settings, analysis: FaceAnalysis, dev
         "notes": notes,
         "tracks": track_entries(analysis, metrics, settings.upscale, regions=regions),
         "deinterlaced": film.interlace.deinterlace,
-        "film": film.report(analysis, paster, frames=frames_written, faces_reused=faces_reused),
+        "film": film_report,
         # which faces were chosen (videofix.pipeline.selection); None without selection options
         "selection": selection,
+        # every model file the run read, with its licence (NOTICE; `videofix models list`)
+        "model_files": model_files_used(settings, analysis, film_report),
     }
+
+
+def model_files_used(settings, analysis: FaceAnalysis, film_report: dict) -> list[dict]:
+    """The model files a run read, from what its stages report: name, file (the local path
+    when found), licence, whether the licence allows commercial use, where to read it."""
+    from videofix import modelfiles
+    from videofix.errors import ModelFileError
+
+    def found(name: str, **kw) -> str | None:
+        try:
+            return str(modelfiles.resolve(name, models_dir=settings.models_dir, download=False, quiet=True, **kw))
+        except ModelFileError:
+            return None
+
+    identity = ((analysis.extra.get("selection") or {}).get("identity") or {}).get("embedder")
+    # the parser is loaded exactly when its file resolves without a download (load_stages)
+    parser = settings.parsing and found("parsenet") is not None
+    uses = {f"restorer:{settings.model}", f"detector:{analysis.detector}", f"shots:{analysis.cut_detector}",
+            f"upscaler:{film_report.get('upscaler')}", f"identity:{identity}",
+            "parser:parsenet" if parser else "regions:dlib" if settings.keep_regions else ""}
+    out = []
+    for entry in modelfiles.files_used(uses):
+        if isinstance(entry, modelfiles.BundledFile):
+            where = entry.locate()
+            file = str(where) if where is not None else entry.filename
+        else:
+            explicit = settings.weights if entry.kind == "restorer" else None
+            file = found(entry.name, path=explicit) or explicit or entry.filename
+        out.append({"name": entry.name, "file": file, "licence": entry.licence,
+                    "commercial_use": entry.commercial_use, "licence_url": entry.licence_url})
+    return out
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.12) and install videofix with everything the tests need.
-# Idempotent: re-installs only when pyproject.toml changed.
+# Idempotent: re-installs only when pyproject.toml or scripts/test-constraints.txt changed.
+# The tests run with the torch of scripts/test-constraints.txt (the package admits any >= 2.7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VIDEOFIX_PYTHON:-}
@@ -20,10 +21,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.videofix-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/test-constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing videofix[test] into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/test-constraints.txt -e ".[test]"
   echo "$want" > "$stamp"
 fi

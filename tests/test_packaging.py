@@ -291,3 +291,18 @@ def test_run_report_lists_the_model_files_of_the_stages_used(tmp_path, small_wei
     assert got["parsenet"]["file"] == str(models / "facedetection" / "parsing_parsenet.pth")
     assert got["vqfr"]["file"] == "VQFR_v2.pth" and got["vqfr"]["commercial_use"] is True
     assert got["buffalo_l"]["commercial_use"] is False
+
+
+def test_the_suites_torch_pin_fits_the_package_and_comfyuis_torchaudio():
+    """.venv is installed under scripts/test-constraints.txt; ComfyUI's torchaudio pin
+    (scripts/comfyui-requirements.txt) must be built for that torch."""
+    pins = {}
+    for path in ("scripts/test-constraints.txt", "scripts/comfyui-requirements.txt"):
+        for line in (ROOT / path).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                req = Requirement(line)
+                pins[req.name] = Version(next(iter(req.specifier)).version)
+    assert requirement("torch").specifier.contains(pins["torch"])
+    assert requirement("torchvision").specifier.contains(pins["torchvision"])
+    assert pins["torchaudio"].release[:2] == pins["torch"].release[:2]

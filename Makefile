@@ -30,5 +30,7 @@ demo: setup
 test: setup comfyui
 	@$(COMFYUI_ENV) $(PY) -m pytest -q --durations=25 tests
 
+# every benchmark of bench/, quick settings, figures printed (bench/run_all.py --help);
+# e.g. make bench BENCH_ARGS="--full --device cuda" or BENCH_ARGS="--only bench_film,bench_cuts"
 bench: setup
-	@$(PY) bench/run_all.py
+	@$(PY) bench/run_all.py $(BENCH_ARGS)

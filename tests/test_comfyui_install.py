@@ -123,6 +123,7 @@ def installed(tmp_path_factory):
     proc = subprocess.Popen(
         [py, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
          "--front-end-root", str(base / "frontend"), "--disable-auto-launch", "--database-url", "sqlite:///:memory:",
+         "--disable-api-nodes",  # ComfyUI's own cloud nodes: not what is tested, seconds of start-up
          "--extra-model-paths-config", str(yaml)],
         cwd=COMFYUI, env=clean_env(VIDEOFIX_OFFLINE="1", PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT,
         preexec_fn=die_with_parent)

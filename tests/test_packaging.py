@@ -255,11 +255,9 @@ def test_pytest_never_collects_the_root_as_a_package():
     """The root has an __init__.py (ComfyUI's); pytest's rootdir is tests/ (tests/pytest.ini),
     so the root is not imported under the checkout folder's name (a checkout named
     "videofix" would shadow the package)."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_packaging.py",
-                           "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-2000:]
     proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "tests/test_packaging.py",
                            "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
     assert "<Package" not in proc.stdout and "<Dir tests>" in proc.stdout, proc.stdout[:1500]
     assert "rootdir: " + str(ROOT / "tests") in proc.stdout
 

@@ -469,7 +469,7 @@ def parse_keep_regions(value, name: str = "keep_regions") -> list[str]:
         if not region:
             continue
         if region not in KEEP_REGIONS:
-            raise UsageError(f"unknown region {region!r}: choose from {', '.join(KEEP_REGIONS)}", option=name)
+            raise UsageError(f": unknown region {region!r}: choose from {', '.join(KEEP_REGIONS)}", option=name)
         if region not in out:
             out.append(region)
     return out

@@ -13,6 +13,7 @@ from videofix import settings as schema
 from videofix.settings import Option, RestoreSettings, default_text, values_text
 
 FRONT_END = "cli"
+ALSO_IN = {"vapoursynth": "VapourSynth", "comfyui": "ComfyUI"}
 
 
 def flag(name: str) -> str:
@@ -68,12 +69,17 @@ def markdown_tables() -> str:
         if not rows:
             continue
         out.append(f"**{schema.GROUP_TITLES[group]}**\n")
-        out.append("| option | default | values | meaning |")
-        out.append("| --- | --- | --- | --- |")
+        out.append("| option | default | values | meaning | also in |")
+        out.append("| --- | --- | --- | --- | --- |")
         for name, opt, default in rows:
             spelled = f"`{flag(name)}`" + (f" / `--no-{name.replace('_', '-')}`" if opt.kind == "bool" and default
                                           else "")
-            meaning = opt.help.replace("|", "\\|")
-            out.append(f"| {spelled} | {default_text(opt, default)} | {values_text(opt).replace('|', chr(92) + '|')} | {meaning} |")
+            cells = [spelled, default_text(opt, default), values_text(opt), opt.help,
+                     ", ".join(ALSO_IN[f] for f in ALSO_IN if opt.exposed_in(f)) or "-"]
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # the README's option tables: python -m videofix.commands.options
+    print(markdown_tables(), end="")

@@ -44,22 +44,39 @@ def detector_pool(detector, settings: RestoreSettings, workers: int, frames: int
                         score_threshold=getattr(detector, "score_threshold", None))
 
 
+def frame_total(path: str | Path, time_range: TimeRange | None, info) -> int | None:
+    """Frames a run over `path` (or its range) will read, for the progress bars: the file's
+    count, or the frames of the range on the video's timeline (which the reader reads anyway,
+    and caches). None when unknown."""
+    if time_range is None:
+        return info.frame_count or None
+    from videofix.errors import VideofixError
+    from videofix.io.timeline import frame_timeline
+
+    try:
+        tl = frame_timeline(path)
+    except (VideofixError, OSError):  # e.g. an image sequence: no container timeline
+        return None
+    return sum(1 for i in range(len(tl)) if time_range.contains(tl.seconds(i))) or None
+
+
 def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time_range: TimeRange | None = None,
                   quiet: bool = True, timer: StageTimer | None = None, film=None, pool=None,
-                  chooser=None) -> FaceAnalysis:
+                  chooser=None, total: int | None = None) -> FaceAnalysis:
     """Pass 1 over a file (or its range): detections linked into smoothed tracks.
     film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None.
     pool: a `videofix.faces.pool.DetectorPool` to detect in (see `detector_pool`), or None.
     The faces chosen by the settings' selection options are kept (`videofix.pipeline.selection`;
     reference photos are embedded before pass 1, so a bad one fails at once; `chooser`: a
-    `FaceChooser` of these settings made earlier)."""
+    `FaceChooser` of these settings made earlier). total: frames to expect, for the progress
+    bar (default: `frame_total`)."""
     from videofix.pipeline.selection import FaceChooser, picture_frames
 
     timer = timer or StageTimer()
     chooser = chooser if chooser is not None else FaceChooser.from_settings(settings, detector)
     with open_video(path, time_range) as reader:
         info = reader.info
-        total = info.frame_count or None
+        total = total if total is not None else frame_total(path, time_range, info)
         survey = film.survey() if film is not None else None
         frames = film.frames(reader, survey) if film is not None else reader
         with Progress(total, "detect ", quiet) as bar:
@@ -110,6 +127,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
     # parallel CPU stages (--workers): detection in worker processes (one detector each),
     # alignment and paste in threads; the output is the same for any number of workers
     workers = settings.worker_count()
+    total = frame_total(input_path, time_range, info)  # the progress bars count the range's frames
     # pass 1 overlaps pass 2 (videofix.pipeline.overlap) unless a choice needs the whole video
     feed = None
     overlap_blocker_reason = "pass 1 was given (a saved analysis)"
@@ -123,7 +141,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
                                                  chooser_active=chooser.active)
         if overlap_blocker_reason is None:
             try:
-                feed, analysis = _start_shot_feed(input_path, time_range, info, stages, settings, film, pool, quiet)
+                feed, analysis = _start_shot_feed(input_path, time_range, info, stages, settings, film, pool, quiet,
+                                                  total)
             except BaseException:
                 if pool is not None:
                     pool.close()
@@ -131,7 +150,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         else:
             try:
                 analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet,
-                                         timer=timer, film=film, pool=pool, chooser=chooser)
+                                         timer=timer, film=film, pool=pool, chooser=chooser, total=total)
             finally:
                 if pool is not None:
                     pool.close()
@@ -139,7 +158,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         return _restore_pass2(input_path, output_path, settings, info=info, time_range=time_range, stages=stages,
                               film=film, analysis=analysis, feed=feed, timer=timer, workers=workers,
                               report_path=report_path, preview_path=preview_path, quiet=quiet, t_start=t_start,
-                              overlap_blocker_reason=overlap_blocker_reason)
+                              overlap_blocker_reason=overlap_blocker_reason, total=total)
     finally:
         if feed is not None:
             feed.close()
@@ -148,7 +167,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
 
 
 def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, settings: RestoreSettings, film, pool,
-                     quiet: bool):
+                     quiet: bool, total: int | None):
     """Pass 1 in a background thread (`videofix.pipeline.overlap.ShotFeed`); its analysis
     grows shot by shot while pass 2 runs. Returns (feed, analysis); the pass is attached by
     `_restore_pass2` before the feed starts."""
@@ -162,13 +181,13 @@ def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, setting
     film1 = dataclasses.replace(film, seconds=dict.fromkeys(film.seconds, 0.0), frames_deinterlaced=0,
                                 frames_upscaled=0)
     feed = ShotFeed(lambda: open_video(input_path, time_range), detector=stages.detector, pool=pool, shots=shots,
-                    linker=linker, film=film1, timer=StageTimer(), total=info.frame_count or None, quiet=quiet)
+                    linker=linker, film=film1, timer=StageTimer(), total=total, quiet=quiet)
     return feed, linker.analysis
 
 
 def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, time_range, stages: LoadedStages,
                    film, analysis: FaceAnalysis, feed, timer: StageTimer, workers: int, report_path, preview_path,
-                   quiet: bool, t_start: float, overlap_blocker_reason: str | None) -> dict:
+                   quiet: bool, t_start: float, overlap_blocker_reason: str | None, total: int | None) -> dict:
     """Pass 2 of `restore_video` (with `feed`, a `ShotFeed`, while pass 1 still runs)."""
     engine = make_engine(stages, settings)
     preview_frames = choose_preview_frames(analysis) if preview_path else []
@@ -196,8 +215,8 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
 
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
         try:
-            total = analysis.frame_count if feed is None else (info.frame_count or None)
-            with Progress(total, "restore", quiet, position=None if feed is None else 1) as bar:
+            bar_total = analysis.frame_count if feed is None else total
+            with Progress(bar_total, "restore", quiet, position=None if feed is None else 1) as bar:
 
                 def emit(finished) -> None:
                     nonlocal frames_written

@@ -328,7 +328,7 @@ def test_split_nodes_with_no_face(pack):
 def test_bad_node_inputs_fail_with_clear_messages(pack, frames):
     model = load(pack)
     nodes = nodes_of(pack)
-    with pytest.raises(Exception, match="fidelity must be between 0 and 1"):
+    with pytest.raises(Exception, match="fidelity must be a number from 0 to 1"):
         nodes["VideofixRestoreFaces"]().restore(frames, model, 1.5, 1, "dlib")
     with pytest.raises(ValueError, match="unknown detector"):
         nodes["VideofixRestoreFaces"]().restore(frames, model, 0.7, 1, "haar")

@@ -287,10 +287,10 @@ def test_keep_regions_through_the_cli(runs, src):
 
 
 @pytest.mark.parametrize("options, code, message", [
-    (("--blend", "1.5"), 2, "--blend must be between 0 and 1"),
+    (("--blend", "1.5"), 2, "--blend must be a number from 0 to 1"),
     (("--keep-regions", "mouth,ears"), 2, "unknown region 'ears'"),
     (("--exclude",), 2, "--exclude needs face references"),
-    (("--face-ref", "missing.png", "--max-faces", "-1"), 2, "--max-faces must be >= 0"),
+    (("--face-ref", "missing.png", "--max-faces", "-1"), 2, "--max-faces must be an integer from 0 to 1000"),
     (("--face-ref", "missing.png"), 2, "no such file"),
     (("--face-ref", "{noface}"), 3, "no face found in this reference image"),
 ])

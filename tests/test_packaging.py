@@ -266,9 +266,8 @@ def test_pytest_never_collects_the_root_as_a_package():
 
 
 def test_run_report_lists_the_model_files_of_the_stages_used(tmp_path, small_weights):
-    from videofix.film.plan import FilmOptions  # noqa: F401 - settings' film fields
     from videofix.pipeline.analysis import FaceAnalysis
-    from videofix.pipeline.local import RestoreSettings
+    from videofix.settings import RestoreSettings
     from videofix.pipeline.report import model_files_used
 
     models = tmp_path / "models"

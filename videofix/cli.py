@@ -110,7 +110,9 @@ def _main(argv: list[str] | None) -> int:
     except VideofixError as exc:
         if debug:
             raise
-        return _fail(str(exc), exc.exit_code)
+        from videofix.commands.options import flag
+
+        return _fail(exc.named(flag), exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as exc:  # a bug: one line unless debugging

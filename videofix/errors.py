@@ -29,9 +29,39 @@ def check_interrupted() -> None:
 
 
 class VideofixError(Exception):
-    """Base class: an error with a one-line, user-facing message."""
+    """Base class: an error with a one-line, user-facing message.
+
+    option: the setting the error is about (its field name in `videofix.settings`, e.g.
+    "temporal_radius"), or None. The message then reads as a sentence about the option
+    ("temporal_radius must be ..."), and each front-end names the option its own way
+    (`named`): the command line as ``--temporal-radius``, VapourSynth and ComfyUI by the
+    argument's name.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+    @property
+    def detail(self) -> str:
+        """The message without the option's name."""
+        return super().__str__()
+
+    def named(self, name_of=None) -> str:
+        """The message with the option named by `name_of(field_name)` (default: the field name)."""
+        detail = self.detail
+        if self.option is None:
+            return detail
+        name = name_of(self.option) if name_of is not None else self.option
+        return f"{name}{'' if detail[:1] in (':', ',') else ' '}{detail}"
+
+    def __str__(self) -> str:
+        return self.named()
+
+    def __reduce__(self):  # keep `option` through pickling (Ray ships errors back)
+        return (type(self), (self.detail,), {"option": self.option})
 
 
 class UsageError(VideofixError):

@@ -55,25 +55,25 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import vapoursynth as vs
 
+from videofix import settings as schema
 from videofix.errors import VideofixError
-from videofix.film.plan import COLOR_MODES, GRAIN_MODES, FilmPlan
+from videofix.film.plan import FilmPlan
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
-from videofix.pipeline.local import LoadedStages, RestoreSettings, load_stages, make_engine
+from videofix.pipeline.factory import LoadedStages, load_stages, make_engine
 from videofix.pipeline.restoration import FaceRestorationPass
+from videofix.settings import RestoreSettings
 
 __all__ = ["restore_faces", "block_length", "DETECTORS"]
 
 _NAME = "restore_faces"
-DETECTORS = ("auto", "retinaface", "retinaface_mobile", "scrfd", "dlib")
-MODELS = ("codeformer", "vqfr")
-DTYPES = ("fp32", "fp16", "bf16")
+FRONT_END = "vapoursynth"
+DETECTORS = schema.DETECTORS
 _FORMATS = {vs.RGB24: "RGB24", vs.RGBS: "RGBS", vs.RGBH: "RGBH"}
 _TIME_BASE = Fraction(1, 1)
 
@@ -91,80 +91,43 @@ def block_length(temporal_radius: int, batch_size: int) -> int:
     return max(16, 4 * int(batch_size), 8 * int(temporal_radius))
 
 
-def restore_faces(
-    clip: vs.VideoNode,
-    *,
-    weights: str | os.PathLike | None = None,
-    fidelity: float = 0.7,
-    temporal_radius: int = 4,
-    detector: str = "auto",
-    device: str = "auto",
-    batch_size: int = 8,
-    model: str = "codeformer",
-    models_dir: str | os.PathLike | None = None,
-    dtype: str = "fp32",
-    parsing: bool = True,
-    landmark_sigma: float = 2.0,
-    max_gap: int = 5,
-    analysis: FaceAnalysis | str | os.PathLike | None = None,
-    color: str = "auto",
-    grain: str = "auto",
-    grain_seed: int = 0,
-    dedup: bool = True,
-    only_center_face: bool = False,
-    largest_face: bool = False,
-    min_face_size: float = 0.0,
-    max_faces: int = 0,
-    det_threshold: float | None = None,
-    face_ref: str | os.PathLike | list | tuple | None = None,
-    exclude: bool = False,
-    blend: float = 1.0,
-    keep_regions: str | list | tuple = (),
-    occlusion: bool = True,
-) -> vs.VideoNode:
-    """Restore the faces of an RGB clip, temporally stable along each face track.
+def restore_faces(clip: vs.VideoNode, *, analysis: FaceAnalysis | str | os.PathLike | None = None,
+                  **settings) -> vs.VideoNode:
+    # The signature (every setting of `videofix.settings` a filter can take, with its
+    # default) and the docstring are generated from the schema below the function.
+    _check_clip(clip)
+    unknown = sorted(set(settings) - set(_SETTING_NAMES))
+    if unknown:
+        raise _error(f"unknown argument {unknown[0]!r} (see help(restore_faces))")
+    try:
+        values = schema.settings_from(settings)
+    except VideofixError as exc:
+        raise _error(exc.named()) from None
+    tracks = _load_analysis(analysis, clip) if analysis is not None else None
+    try:
+        stages = load_stages(values, need_detector=tracks is None, quiet=True)
+        from videofix.pipeline.selection import FaceChooser
+
+        chooser = FaceChooser.from_settings(values, stages.detector) if tracks is None else None
+    except VideofixError as exc:
+        raise _error(exc.named()) from None
+    restorer = _ClipRestorer(clip, stages, values, tracks, chooser)
+    return clip.std.ModifyFrame(clips=[clip], selector=restorer.frame)
+
+
+_SETTING_NAMES = tuple(name for name, _, _ in schema.options(FRONT_END))
+
+_DOC_HEAD = """Restore the faces of an RGB clip, temporally stable along each face track.
 
     Args:
         clip: RGB24, RGBS or RGBH clip (float formats in 0..1), constant format and size.
-        weights: restorer weights file (e.g. ``codeformer.pth``); default: looked up in
-            ``models_dir`` / ``$VIDEOFIX_MODELS`` / ComfyUI / the cache, else downloaded.
-        fidelity: network fidelity w in [0, 1] (CodeFormer: 0 = most restoration, 1 = most
-            faithful to the input; 1 is the most temporally stable).
-        temporal_radius: R >= 0; the codes of frame n pool frames n-R..n+R of the same face
-            track (0 = the per-frame network).
-        detector: ``"auto"``, ``"retinaface"``, ``"retinaface_mobile"``, ``"scrfd"`` or
-            ``"dlib"`` (``auto``: the first whose files are present; never downloads).
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        batch_size: faces per network call (>= 1).
-        model: ``"codeformer"`` or ``"vqfr"``.
-        models_dir: folder holding the model files.
-        dtype: ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"``.
-        parsing: use the face-parsing mask when ``parsing_parsenet.pth`` is present.
-        landmark_sigma: landmark smoothing along tracks, in frames (0 = off).
-        max_gap: missed detections a track survives (filled by interpolation).
         analysis: tracks found earlier on this very clip (`FaceAnalysis` or the path of its
             JSON, `FaceAnalysis.save`); skips pass 1.
-        color: ``"auto"`` (faces of monochrome / tinted shots pasted luma-only: their
-            colours stay the source's), ``"luma"`` (always), ``"color"`` (never).
-        grain: ``"auto"`` (add grain matching the frame to the restored faces) or ``"off"``.
-        grain_seed: seed of the added grain (an integer >= 0).
-        dedup: restore repeated frames once and repeat their faces.
-        only_center_face: restore only the face closest to the frame centre (per track: the
-            track that is most often the closest).
-        largest_face: restore only the largest face (the track largest in most frames).
-        min_face_size: leave out tracks whose median face size (sqrt of box w x h) is under
-            this many pixels (0 = no limit).
-        max_faces: at most this many faces restored in any frame, largest first (0 = all).
-        det_threshold: detection score threshold in (0, 1) (None: the detector's own).
-        face_ref: a face photo path or a list of them: restore only those people (or,
-            with ``exclude``, everyone but them), matched by identity embedding.
-        exclude: with ``face_ref``, restore everyone but those people.
-        blend: 0..1, the restored face mixed with the source (1 = restored).
-        keep_regions: ``"mouth,eyes"`` or a list of mouth, eyes, brows, nose: those parts stay
-            the source's (e.g. the mouth of dubbed material).
-        occlusion: with the face-parsing model present, hands and objects in front of a face
-            stay the source's.
-        (The selection rules and masks: `videofix.faces.selection`, `videofix.faces.regions`.)
+"""
+
+_DOC_TAIL = """
+    (The selection rules and masks: `videofix.faces.selection`, `videofix.faces.regions`;
+    every setting is documented in `videofix.settings`, the same as `videofix restore`'s.)
 
     Returns:
         A clip of the same format, size, length and frame rate, frame properties kept.
@@ -173,31 +136,33 @@ def restore_faces(
         vs.Error: ``restore_faces: <what is wrong>`` for any bad argument, missing model
             file or unusable device, before any frame is processed.
     """
-    settings = _validate(clip, weights=weights, fidelity=fidelity, temporal_radius=temporal_radius,
-                         detector=detector, device=device, batch_size=batch_size, model=model,
-                         models_dir=models_dir, dtype=dtype, parsing=parsing, landmark_sigma=landmark_sigma,
-                         max_gap=max_gap, color=color, grain=grain, grain_seed=grain_seed, dedup=dedup)
-    _validate_selection(settings, only_center_face=only_center_face, largest_face=largest_face,
-                        min_face_size=min_face_size, max_faces=max_faces, det_threshold=det_threshold,
-                        face_ref=face_ref, exclude=exclude, blend=blend, keep_regions=keep_regions,
-                        occlusion=occlusion)
-    tracks = _load_analysis(analysis, clip) if analysis is not None else None
-    try:
-        stages = load_stages(settings, need_detector=tracks is None, quiet=True)
-        from videofix.pipeline.selection import FaceChooser
 
-        chooser = FaceChooser.from_settings(settings, stages.detector) if tracks is None else None
-    except VideofixError as exc:
-        raise _error(str(exc)) from None
-    restorer = _ClipRestorer(clip, stages, settings, tracks, chooser)
-    return clip.std.ModifyFrame(clips=[clip], selector=restorer.frame)
+
+def _document() -> None:
+    import inspect
+    import textwrap
+
+    params = [inspect.Parameter("clip", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="vs.VideoNode"),
+              inspect.Parameter("analysis", inspect.Parameter.KEYWORD_ONLY, default=None)]
+    lines = []
+    for name, opt, default in schema.options(FRONT_END):
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        said = schema.default_text(opt, default) if default is None else repr(default)
+        kind = "True or False" if opt.kind == "bool" else schema.values_text(opt)
+        text = f"{name}: {opt.help} ({kind}; default {said})"
+        lines.extend(textwrap.wrap(text, 96, initial_indent=" " * 8, subsequent_indent=" " * 12))
+    restore_faces.__signature__ = inspect.Signature(params, return_annotation="vs.VideoNode")
+    restore_faces.__doc__ = _DOC_HEAD + "\n".join(lines) + "\n" + _DOC_TAIL
+
+
+_document()
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def _validate(clip, *, weights, fidelity, temporal_radius, detector, device, batch_size, model, models_dir, dtype,
-              parsing, landmark_sigma, max_gap, color="auto", grain="auto", grain_seed=0, dedup=True) -> RestoreSettings:
+def _check_clip(clip) -> None:
+    """The checks of the clip itself (the settings' checks are the schema's)."""
     if not isinstance(clip, vs.VideoNode):
         raise _error(f"clip must be a vapoursynth.VideoNode, got {type(clip).__name__}")
     fmt = clip.format
@@ -208,89 +173,6 @@ def _validate(clip, *, weights, fidelity, temporal_radius, detector, device, bat
                      "(convert with core.resize.Bicubic(clip, format=vs.RGB24, matrix_in_s=...))")
     if clip.num_frames < 1:
         raise _error("clip has no frames")
-    if weights is not None:
-        if not isinstance(weights, (str, os.PathLike)):
-            raise _error(f"weights must be a file path, got {type(weights).__name__}")
-        if not Path(weights).expanduser().is_file():
-            raise _error(f"weights file not found: {weights}")
-    if models_dir is not None:
-        if not isinstance(models_dir, (str, os.PathLike)) or not Path(models_dir).expanduser().is_dir():
-            raise _error(f"models_dir must be an existing folder, got {models_dir!r}")
-    if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) or not 0.0 <= float(fidelity) <= 1.0:
-        raise _error(f"fidelity must be a number from 0 to 1, got {fidelity!r}")
-    if isinstance(temporal_radius, bool) or not isinstance(temporal_radius, int) or temporal_radius < 0:
-        raise _error(f"temporal_radius must be an integer >= 0, got {temporal_radius!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise _error(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if detector not in DETECTORS:
-        raise _error(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
-    if model not in MODELS:
-        raise _error(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-    if dtype not in DTYPES:
-        raise _error(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if not isinstance(device, str):
-        raise _error(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', got {device!r}")
-    if not isinstance(parsing, bool):
-        raise _error(f"parsing must be True or False, got {parsing!r}")
-    if isinstance(landmark_sigma, bool) or not isinstance(landmark_sigma, (int, float)) or landmark_sigma < 0:
-        raise _error(f"landmark_sigma must be a number >= 0, got {landmark_sigma!r}")
-    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
-        raise _error(f"max_gap must be an integer >= 0, got {max_gap!r}")
-    if color not in COLOR_MODES:
-        raise _error(f"color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
-    if grain not in GRAIN_MODES:
-        raise _error(f"grain must be one of {', '.join(GRAIN_MODES)}, got {grain!r}")
-    if isinstance(grain_seed, bool) or not isinstance(grain_seed, int) or grain_seed < 0:
-        raise _error(f"grain_seed must be an integer >= 0, got {grain_seed!r}")
-    if not isinstance(dedup, bool):
-        raise _error(f"dedup must be True or False, got {dedup!r}")
-    try:  # device names are checked here, before any file is read
-        from videofix.models import resolve_device, resolve_dtype
-
-        resolve_dtype(dtype, resolve_device(device))
-    except VideofixError as exc:
-        raise _error(str(exc)) from None
-    return RestoreSettings(
-        weights=None if weights is None else str(Path(weights).expanduser()),
-        models_dir=None if models_dir is None else str(Path(models_dir).expanduser()),
-        model=model, detector=detector, fidelity=float(fidelity), temporal_radius=temporal_radius,
-        device=device, batch_size=batch_size, dtype=dtype, landmark_sigma=float(landmark_sigma), max_gap=max_gap,
-        parsing=parsing, color=color, grain=grain, grain_seed=grain_seed, dedup=dedup,
-    )
-
-
-def _validate_selection(settings: RestoreSettings, *, only_center_face, largest_face, min_face_size, max_faces,
-                        det_threshold, face_ref, exclude, blend, keep_regions, occlusion) -> None:
-    """Check the face-selection and paste arguments and put them into `settings`."""
-    for name, value in (("only_center_face", only_center_face), ("largest_face", largest_face),
-                        ("exclude", exclude), ("occlusion", occlusion)):
-        if not isinstance(value, bool):
-            raise _error(f"{name} must be True or False, got {value!r}")
-    if isinstance(min_face_size, bool) or not isinstance(min_face_size, (int, float)) or min_face_size < 0:
-        raise _error(f"min_face_size must be a number of pixels >= 0, got {min_face_size!r}")
-    if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 0:
-        raise _error(f"max_faces must be an integer >= 0 (0 = all), got {max_faces!r}")
-    if det_threshold is not None and (isinstance(det_threshold, bool) or not isinstance(det_threshold, (int, float))
-                                      or not 0.0 < float(det_threshold) < 1.0):
-        raise _error(f"det_threshold must be a number between 0 and 1 (exclusive) or None, got {det_threshold!r}")
-    if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0.0 <= float(blend) <= 1.0:
-        raise _error(f"blend must be a number from 0 to 1, got {blend!r}")
-    refs = [] if face_ref is None else [face_ref] if isinstance(face_ref, (str, os.PathLike)) else list(face_ref)
-    for ref in refs:
-        if not isinstance(ref, (str, os.PathLike)) or not Path(ref).expanduser().is_file():
-            raise _error(f"face_ref must be image file paths, got {ref!r}")
-    if not isinstance(keep_regions, (str, list, tuple)):
-        raise _error(f"keep_regions must be a string such as 'mouth,eyes' or a list, got {keep_regions!r}")
-    settings.only_center_face, settings.largest_face = only_center_face, largest_face
-    settings.min_face_size, settings.max_faces = float(min_face_size), max_faces
-    settings.det_threshold = None if det_threshold is None else float(det_threshold)
-    settings.face_ref = [str(Path(r).expanduser()) for r in refs]
-    settings.exclude, settings.blend, settings.occlusion = exclude, float(blend), occlusion
-    settings.keep_regions = keep_regions if isinstance(keep_regions, str) else list(keep_regions)
-    try:
-        settings._validate_selection()
-    except VideofixError as exc:
-        raise _error(str(exc)) from None
 
 
 def _load_analysis(analysis, clip: vs.VideoNode) -> FaceAnalysis:

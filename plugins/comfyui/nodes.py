@@ -26,6 +26,7 @@ ComfyUI's folders; a missing file is downloaded into ComfyUI's own folder for it
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,17 +34,19 @@ from typing import Any
 import folder_paths  # ComfyUI's module
 
 from videofix import modelfiles
-from videofix.pipeline.frames import RestoredFaces, detect_and_track, paste_back, restore_frames, restore_tracks
-from videofix.pipeline.local import LoadedStages, RestoreSettings, load_stages
+from videofix import settings as schema
+from videofix.errors import VideofixError
+from videofix.pipeline.factory import LoadedStages, load_stages
+from videofix.pipeline.frames import detect_and_track, paste_back, restore_frames, restore_tracks
+from videofix.settings import RestoreSettings
 
 CATEGORY = "videofix"
 RESTORER_FOLDER = "facerestore_models"
 DETECTOR_FOLDER = "facedetection"
 INSIGHTFACE_FOLDER = "insightface"  # packs in models/insightface/models/<pack>/, as insightface's own root
-DETECTORS = ["auto", "retinaface", "retinaface_mobile", "scrfd", "dlib"]
+DETECTORS = list(schema.DETECTORS)
 ARCHITECTURES = ["auto", "codeformer", "vqfr"]
 DEVICES = ["auto", "cpu", "cuda"]
-DTYPES = ["fp32", "bf16", "fp16"]
 
 MODEL_TYPE = "VIDEOFIX_MODEL"
 TRACKS_TYPE = "VIDEOFIX_TRACKS"
@@ -117,6 +120,11 @@ def _comfy_device(device: str) -> str:
         return "auto"
 
 
+def check_detector(name: str) -> None:
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+
+
 @dataclass
 class FaceRestorerModel:
     """The ``VIDEOFIX_MODEL`` value: loaded stages plus the settings they were loaded with.
@@ -132,8 +140,7 @@ class FaceRestorerModel:
     def detector(self, name: str, score_threshold: float | None = None):
         """The face detector `name` (``auto``: the best whose files are present), keeping faces
         scoring at least `score_threshold` (None: the detector's own threshold)."""
-        if name not in DETECTORS:
-            raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+        check_detector(name)
         key = name if score_threshold is None else f"{name}@{float(score_threshold)}"
         if key not in self.detectors:
             from videofix.faces import create_detector
@@ -194,94 +201,148 @@ class _Progress:
         self.bar.update(n)
 
 
-def _settings(model: FaceRestorerModel, **changes) -> RestoreSettings:
-    settings = replace(model.settings, **changes)
-    settings.validate()
-    return settings
+def _settings(model: FaceRestorerModel, values: dict) -> RestoreSettings:
+    """The loaded model's settings with the node's widget values (checked by the schema;
+    a widget's `unset` number, e.g. det_threshold 0, means the stage's own default)."""
+    try:
+        return schema.settings_from(values, base=model.settings, unset_is_none=True)
+    except VideofixError as exc:
+        raise ValueError(exc.named()) from None
 
 
-# ----------------------------------------------------------------------------- nodes
-
-_FIDELITY = ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.05,
-                       "tooltip": "0 = strongest restoration, 1 = most faithful to the input (most stable)"})
-_RADIUS = ("INT", {"default": 4, "min": 0, "max": 32,
-                   "tooltip": "frames on each side whose code predictions are pooled (0 = per-frame network)"})
-_DETECTOR = (DETECTORS, {"default": "auto", "tooltip": "auto: the first of retinaface, scrfd, "
-                                                       "retinaface_mobile, dlib whose files are present"})
-_BATCH = ("INT", {"default": 8, "min": 1, "max": 128, "tooltip": "faces per network call"})
-_SIGMA = ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.5,
-                    "tooltip": "landmark smoothing along each track, in frames (0 = off)"})
-_GAP = ("INT", {"default": 5, "min": 0, "max": 100, "tooltip": "missed detections a track survives"})
-# old films (docs/FILM.md); defaults as the CLI's
-COLOR_MODES = ["auto", "color", "luma"]
-GRAIN_MODES = ["auto", "off"]
-_COLOR = (COLOR_MODES, {"default": "auto", "tooltip": "auto: faces of black-and-white / sepia / tinted shots are "
-                                                      "pasted luma-only (the frame keeps its colours); luma: "
-                                                      "always; color: never"})
-_GRAIN = (GRAIN_MODES, {"default": "auto", "tooltip": "auto: add grain matching the frame around each face to the "
-                                                      "restored face; off: clean faces"})
-_GRAIN_SEED = ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "seed of the added grain"})
-_DEDUP = ("BOOLEAN", {"default": True, "tooltip": "repeated frames (slow films in faster containers) are restored "
-                                                  "once and their faces repeated"})
-
-# which faces, and how much of each is pasted (videofix.pipeline.selection, videofix.faces.regions);
-# appended at the end of the optional inputs so saved UI workflows keep their widget order
-_SELECT = {
-    "only_center_face": ("BOOLEAN", {"default": False, "tooltip": "restore only the face closest to the frame "
-                                                                  "centre (the track that is most often so)"}),
-    "largest_face": ("BOOLEAN", {"default": False, "tooltip": "restore only the largest face (the track that is "
-                                                              "the largest in most of its frames)"}),
-    "min_face_size": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 8192.0, "step": 1.0,
-                                "tooltip": "leave out faces whose median size (sqrt of box w x h) is under this "
-                                           "many pixels (0 = no limit)"}),
-    "max_faces": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "at most this many faces restored in any "
-                                                                          "frame, largest first (0 = all)"}),
-    "det_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01,
-                                "tooltip": "detection score threshold (0 = the detector's own: RetinaFace 0.8, "
-                                           "SCRFD 0.5, dlib 0.5)"}),
-    "exclude": ("BOOLEAN", {"default": False, "tooltip": "with face_ref: restore everyone but those people"}),
-    "face_ref": ("IMAGE", {"tooltip": "photos of the people to restore (each image of the batch is one "
-                                      "reference), matched by face identity"}),
-}
-_PASTE = {
-    "blend": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
-                        "tooltip": "the restored face mixed with the original: 1 = restored, 0 = original"}),
-    "keep_regions": ("STRING", {"default": "", "tooltip": "parts that stay the source's, e.g. 'mouth' for dubbed "
-                                                         "or lip-synced material: any of mouth,eyes,brows,nose"}),
-    "occlusion": ("BOOLEAN", {"default": True, "tooltip": "with the face-parsing model: hands and objects in front "
-                                                          "of a face stay the source's"}),
-}
+# ----------------------------------------------------------------------------- widgets
 
 
-def _selection_changes(only_center_face=False, largest_face=False, min_face_size=0.0, max_faces=0,
-                       det_threshold=0.0, exclude=False, face_ref=None) -> tuple[dict, list | None, float | None]:
-    """(RestoreSettings changes, reference images as uint8 RGB arrays or None, detector threshold)."""
-    refs = None
-    if face_ref is not None:
-        import numpy as np
+def widget(name: str) -> tuple:
+    """The ComfyUI input of setting `name`, read off `videofix.settings`: its type (BOOLEAN,
+    INT, FLOAT, STRING or the list of choices), default, range, step and tooltip."""
+    opt, default = schema.option_of(name), schema.default_of(name)
+    tooltip = opt.help
+    info: dict = {}
+    if opt.kind == "bool":
+        return ("BOOLEAN", {"default": default, "tooltip": tooltip})
+    if opt.kind == "choice":
+        return (list(opt.choices), {"default": default, "tooltip": tooltip})
+    if opt.kind in ("int", "float"):
+        step = opt.step if opt.step is not None else (1 if opt.kind == "int" else 0.01)
+        lo, hi = opt.lo, opt.hi
+        if opt.hi_open:
+            hi = hi - step
+        if default is None:  # a widget cannot say None: the option's `unset` number stands for it
+            default, lo = opt.unset, min(lo, opt.unset)
+            tooltip = f"{tooltip} ({schema._fmt(opt.unset)} = {opt.none})"
+        elif opt.lo_open:
+            lo = lo + step
+        cast = int if opt.kind == "int" else float
+        info = {"default": cast(default), "min": cast(lo), "max": cast(hi), "tooltip": tooltip}
+        if opt.kind == "float":
+            info["step"] = step
+        return ("INT" if opt.kind == "int" else "FLOAT", info)
+    if opt.kind == "regions":
+        return ("STRING", {"default": ",".join(default), "tooltip": tooltip})
+    raise ValueError(f"setting {name} ({opt.kind}) has no ComfyUI widget")
 
-        arr = face_ref.detach().cpu().float().numpy() if hasattr(face_ref, "detach") else np.asarray(face_ref)
-        if arr.ndim == 3:
-            arr = arr[None]
-        refs = [np.clip(np.rint(a[..., :3] * 255.0), 0, 255).astype(np.uint8) for a in arr]
-    if exclude and not refs:
+
+class _Node:
+    """A node whose inputs are listed in order (`REQUIRED`, `OPTIONAL`): names of settings
+    (their widget comes from the schema) or (name, ComfyUI input spec) for the node's own
+    inputs. The order is the widgets' order in saved UI workflows: new inputs go at the end."""
+
+    DESCRIPTION = ""
+    CATEGORY = CATEGORY
+    REQUIRED: tuple = ()
+    OPTIONAL: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # The node's function takes its inputs by name (and in order): say so in its signature,
+        # which ComfyUI and scripts read, instead of the generic (*args, **kwargs).
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get(getattr(cls, "FUNCTION", ""))
+        if fn is None or not cls.REQUIRED:
+            return
+        P = inspect.Parameter
+        params = [P("self", P.POSITIONAL_OR_KEYWORD)]
+        params += [P(cls._spec(i)[0], P.POSITIONAL_OR_KEYWORD) for i in cls.REQUIRED]
+        for item in cls.OPTIONAL:
+            name = cls._spec(item)[0]
+            default = None
+            if isinstance(item, str):
+                default = schema.default_of(name)
+                if default is None:
+                    default = schema.option_of(name).unset
+                elif isinstance(default, list):
+                    default = ",".join(default)
+            params.append(P(name, P.POSITIONAL_OR_KEYWORD, default=default))
+        fn.__signature__ = inspect.Signature(params)
+
+    @staticmethod
+    def _spec(item) -> tuple[str, tuple]:
+        return (item, widget(item)) if isinstance(item, str) else item
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": dict(cls._spec(i) for i in cls.REQUIRED),
+                "optional": dict(cls._spec(i) for i in cls.OPTIONAL)}
+
+    @classmethod
+    def input_names(cls) -> list[str]:
+        return [cls._spec(i)[0] for i in (*cls.REQUIRED, *cls.OPTIONAL)]
+
+    @classmethod
+    def _bind(cls, args: tuple, kwargs: dict) -> dict:
+        """Positional and keyword inputs -> {input name: value} (ComfyUI passes keywords;
+        scripts may pass the inputs in their order)."""
+        names = cls.input_names()
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__} takes at most {len(names)} inputs, got {len(args)}")
+        values = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"{cls.__name__} has no input {key!r}")
+            if key in values:
+                raise TypeError(f"{cls.__name__} got input {key!r} twice")
+            values[key] = value
+        return values
+
+    @staticmethod
+    def _split(values: dict, own: tuple[str, ...]) -> tuple[dict, dict]:
+        """(the node's own inputs, the settings)."""
+        return ({k: v for k, v in values.items() if k in own}, {k: v for k, v in values.items() if k not in own})
+
+
+def _references(face_ref) -> list | None:
+    """face_ref IMAGE batch -> uint8 RGB arrays, one reference per image (None: not connected)."""
+    if face_ref is None:
+        return None
+    import numpy as np
+
+    arr = face_ref.detach().cpu().float().numpy() if hasattr(face_ref, "detach") else np.asarray(face_ref)
+    if arr.ndim == 3:
+        arr = arr[None]
+    return [np.clip(np.rint(a[..., :3] * 255.0), 0, 255).astype(np.uint8) for a in arr]
+
+
+_FACE_REF = ("face_ref", ("IMAGE", {"tooltip": "photos of the people to restore (each image of the batch is one "
+                                               "reference), matched by face identity"}))
+# which faces, and how much of each is pasted: after the film inputs, so saved UI workflows keep
+# their widget order; max_gap and face_ref_distance were added at the end
+_SELECT = ("only_center_face", "largest_face", "min_face_size", "max_faces", "det_threshold", "exclude", _FACE_REF)
+_PASTE = ("blend", "keep_regions", "occlusion")
+_FILM = ("color", "grain", "grain_seed", "dedup")
+
+
+def _detect_settings(model: FaceRestorerModel, settings: dict, face_ref) -> tuple[RestoreSettings, list | None]:
+    s = _settings(model, settings)
+    refs = _references(face_ref)
+    if s.exclude and not refs and not s.face_ref:
         raise ValueError("exclude needs face references (connect face_ref images)")
-    threshold = float(det_threshold) if det_threshold and float(det_threshold) > 0 else None
-    changes = dict(only_center_face=bool(only_center_face), largest_face=bool(largest_face),
-                   min_face_size=float(min_face_size), max_faces=int(max_faces), det_threshold=threshold,
-                   exclude=bool(exclude))
-    return changes, refs, threshold
+    return s, refs
 
 
-def _paste_changes(blend=1.0, keep_regions="", occlusion=True) -> dict:
-    return dict(blend=float(blend), keep_regions=str(keep_regions or ""), occlusion=bool(occlusion))
-
-
-class VideofixLoadModel:
+class VideofixLoadModel(_Node):
     """Load a face restorer (CodeFormer / VQFR) from ``models/facerestore_models``."""
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = (MODEL_TYPE,)
     RETURN_NAMES = ("model",)
     FUNCTION = "load"
@@ -292,11 +353,11 @@ class VideofixLoadModel:
         return {
             "required": {
                 "model_name": (choices, {"default": choices[0] if choices else "codeformer.pth"}),
-                "architecture": (ARCHITECTURES, {"default": "auto"}),
+                "architecture": (ARCHITECTURES, {"default": "auto", "tooltip": "the restorer's network; auto: "
+                                                 "from the file name"}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "auto: ComfyUI's device"}),
-                "dtype": (DTYPES, {"default": "fp32"}),
-                "parsing": ("BOOLEAN", {"default": True,
-                                        "tooltip": "face-parsing mask when facedetection/parsing_parsenet.pth is present"}),
+                "dtype": widget("dtype"),
+                "parsing": widget("parsing"),
             }
         }
 
@@ -304,71 +365,53 @@ class VideofixLoadModel:
         return (load_model(model_name, architecture, device, dtype, parsing),)
 
 
-class VideofixRestoreFaces:
+class VideofixRestoreFaces(_Node):
     """Restore the faces of a batch of video frames, temporally stable along each face track."""
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
     FUNCTION = "restore"
+    REQUIRED = (("images", ("IMAGE", {"tooltip": "consecutive frames of a video"})), ("model", (MODEL_TYPE,)),
+                "fidelity", "temporal_radius", "detector")
+    OPTIONAL = ("batch_size", "landmark_sigma", *_FILM, *_SELECT, *_PASTE, "max_gap", "face_ref_distance")
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "consecutive frames of a video"}),
-                "model": (MODEL_TYPE,),
-                "fidelity": _FIDELITY,
-                "temporal_radius": _RADIUS,
-                "detector": _DETECTOR,
-            },
-            "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA, "color": _COLOR, "grain": _GRAIN,
-                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP, **_SELECT, **_PASTE},
-        }
+    def restore(self, *args, **kwargs):
+        own, values = self._split(self._bind(args, kwargs), ("images", "model", "face_ref"))
+        return (self.run(own["images"], own["model"], values, own.get("face_ref")),)
 
-    def restore(self, images, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0,
-                color="auto", grain="auto", grain_seed=0, dedup=True, only_center_face=False, largest_face=False,
-                min_face_size=0.0, max_faces=0, det_threshold=0.0, exclude=False, face_ref=None, blend=1.0,
-                keep_regions="", occlusion=True):
-        select, refs, threshold = _selection_changes(only_center_face, largest_face, min_face_size, max_faces,
-                                                     det_threshold, exclude, face_ref)
-        settings = _settings(model, fidelity=float(fidelity), temporal_radius=int(temporal_radius),
-                             batch_size=int(batch_size), landmark_sigma=float(landmark_sigma), color=str(color),
-                             grain=str(grain), grain_seed=int(grain_seed), dedup=bool(dedup), **select,
-                             **_paste_changes(blend, keep_regions, occlusion))
+    @staticmethod
+    def run(images, model: FaceRestorerModel, values: dict, face_ref=None):
+        detector = values.get("detector", "auto")
+        check_detector(detector)
+        settings, refs = _detect_settings(model, values, face_ref)
+        stages = model.stages_with(detector, settings.det_threshold)
         progress = _Progress(2 * int(images.shape[0]))
-        return (restore_frames(images, model.stages_with(detector, threshold), settings, progress=progress,
-                               reference_images=refs),)
+        return restore_frames(images, stages, settings, progress=progress, reference_images=refs)
 
 
-class VideofixDetectAndTrack:
+class VideofixDetectAndTrack(_Node):
     """Find the faces of a batch of video frames and link them into smoothed tracks."""
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = (TRACKS_TYPE, "INT")
     RETURN_NAMES = ("tracks", "track_count")
     FUNCTION = "detect"
+    REQUIRED = (("images", ("IMAGE",)), ("model", (MODEL_TYPE,)), "detector")
+    OPTIONAL = ("landmark_sigma", "max_gap", *_SELECT, "face_ref_distance")
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"images": ("IMAGE",), "model": (MODEL_TYPE,), "detector": _DETECTOR},
-            "optional": {"landmark_sigma": _SIGMA, "max_gap": _GAP, **_SELECT},
-        }
-
-    def detect(self, images, model, detector, landmark_sigma=2.0, max_gap=5, only_center_face=False,
-               largest_face=False, min_face_size=0.0, max_faces=0, det_threshold=0.0, exclude=False, face_ref=None):
-        select, refs, threshold = _selection_changes(only_center_face, largest_face, min_face_size, max_faces,
-                                                     det_threshold, exclude, face_ref)
-        settings = _settings(model, landmark_sigma=float(landmark_sigma), max_gap=int(max_gap), **select)
-        analysis = detect_and_track(images, model.detector(detector, threshold), settings=settings,
-                                    progress=_Progress(int(images.shape[0])), reference_images=refs)
+    def detect(self, *args, **kwargs):
+        own, values = self._split(self._bind(args, kwargs), ("images", "model", "face_ref"))
+        model, detector = own["model"], values.get("detector", "auto")
+        check_detector(detector)
+        settings, refs = _detect_settings(model, values, own.get("face_ref"))
+        analysis = detect_and_track(own["images"], model.detector(detector, settings.det_threshold),
+                                    settings=settings, progress=_Progress(int(own["images"].shape[0])),
+                                    reference_images=refs)
         return (analysis, len(analysis.tracks))
 
 
-class VideofixRestoreTracks:
+class VideofixRestoreTracks(_Node):
     """Align and restore every tracked face (temporal smoothing along each track); no pasting.
 
     ``face_crops`` is every restored aligned crop as an IMAGE batch, ordered by track then
@@ -376,30 +419,20 @@ class VideofixRestoreTracks:
     """
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = (FACES_TYPE, "IMAGE")
     RETURN_NAMES = ("faces", "face_crops")
     FUNCTION = "restore"
+    REQUIRED = (("images", ("IMAGE",)), ("model", (MODEL_TYPE,)), ("tracks", (TRACKS_TYPE,)), "fidelity",
+                "temporal_radius")
+    OPTIONAL = ("batch_size",)
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": ("IMAGE",),
-                "model": (MODEL_TYPE,),
-                "tracks": (TRACKS_TYPE,),
-                "fidelity": _FIDELITY,
-                "temporal_radius": _RADIUS,
-            },
-            "optional": {"batch_size": _BATCH},
-        }
-
-    def restore(self, images, model, tracks, fidelity, temporal_radius, batch_size=8):
+    def restore(self, *args, **kwargs):
         import torch
 
-        settings = _settings(model, fidelity=float(fidelity), temporal_radius=int(temporal_radius),
-                             batch_size=int(batch_size))
-        faces = restore_tracks(images, tracks, model.stages, settings, progress=_Progress(int(images.shape[0])))
+        own, values = self._split(self._bind(args, kwargs), ("images", "model", "tracks"))
+        images, model = own["images"], own["model"]
+        settings = _settings(model, values)
+        faces = restore_tracks(images, own["tracks"], model.stages, settings, progress=_Progress(int(images.shape[0])))
         crops = faces.all_crops()
         if len(crops) == 0:
             crops = torch.zeros((1, faces.size, faces.size, 3), dtype=torch.float32)
@@ -408,29 +441,23 @@ class VideofixRestoreTracks:
         return (faces, crops)
 
 
-class VideofixPasteBack:
+class VideofixPasteBack(_Node):
     """Blend restored faces back into their frames (pixels outside the faces untouched)."""
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
     FUNCTION = "paste"
+    REQUIRED = (("images", ("IMAGE",)), ("tracks", (TRACKS_TYPE,)), ("faces", (FACES_TYPE,)))
+    OPTIONAL = (("model", (MODEL_TYPE, {"tooltip": "gives the face-parsing mask when it has one"})), *_PASTE)
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"images": ("IMAGE",), "tracks": (TRACKS_TYPE,), "faces": (FACES_TYPE,)},
-            "optional": {"model": (MODEL_TYPE, {"tooltip": "gives the face-parsing mask when it has one"}), **_PASTE},
-        }
-
-    def paste(self, images, tracks, faces: RestoredFaces, model=None, blend=1.0, keep_regions="", occlusion=True):
-        from videofix.faces.regions import PasteOptions
-
+    def paste(self, *args, **kwargs):
+        own, values = self._split(self._bind(args, kwargs), ("images", "tracks", "faces", "model"))
+        model, images = own.get("model"), own["images"]
+        settings = _settings(model, values) if model is not None else schema.settings_from(values)
         parser = model.stages.parser if model is not None else None
-        options = PasteOptions(**_paste_changes(blend, keep_regions, occlusion))
-        return (paste_back(images, tracks, faces, parser=parser, progress=_Progress(int(images.shape[0])),
-                           paste_options=options),)
+        return (paste_back(images, own["tracks"], own["faces"], parser=parser, progress=_Progress(int(images.shape[0])),
+                           paste_options=settings.paste_options()),)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {
@@ -467,40 +494,21 @@ def _video_api():
     return VideoFromComponents, VideoComponents
 
 
-class VideofixRestoreFacesVideo:
+class VideofixRestoreFacesVideo(_Node):
     """Restore the faces of a VIDEO (ComfyUI's video type); audio and frame rate are kept."""
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = ("VIDEO",)
     RETURN_NAMES = ("video",)
     FUNCTION = "restore"
+    REQUIRED = (("video", ("VIDEO",)), ("model", (MODEL_TYPE,)), "fidelity", "temporal_radius", "detector")
+    OPTIONAL = VideofixRestoreFaces.OPTIONAL
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "video": ("VIDEO",),
-                "model": (MODEL_TYPE,),
-                "fidelity": _FIDELITY,
-                "temporal_radius": _RADIUS,
-                "detector": _DETECTOR,
-            },
-            "optional": {"batch_size": _BATCH, "landmark_sigma": _SIGMA, "color": _COLOR, "grain": _GRAIN,
-                         "grain_seed": _GRAIN_SEED, "dedup": _DEDUP, **_SELECT, **_PASTE},
-        }
-
-    def restore(self, video, model, fidelity, temporal_radius, detector, batch_size=8, landmark_sigma=2.0,
-                color="auto", grain="auto", grain_seed=0, dedup=True, only_center_face=False, largest_face=False,
-                min_face_size=0.0, max_faces=0, det_threshold=0.0, exclude=False, face_ref=None, blend=1.0,
-                keep_regions="", occlusion=True):
+    def restore(self, *args, **kwargs):
         VideoFromComponents, VideoComponents = _video_api()
-        components = video.get_components()
-        (images,) = VideofixRestoreFaces().restore(
-            components.images, model, fidelity, temporal_radius, detector, batch_size, landmark_sigma, color, grain,
-            grain_seed, dedup, only_center_face=only_center_face, largest_face=largest_face,
-            min_face_size=min_face_size, max_faces=max_faces, det_threshold=det_threshold, exclude=exclude,
-            face_ref=face_ref, blend=blend, keep_regions=keep_regions, occlusion=occlusion)
+        own, values = self._split(self._bind(args, kwargs), ("video", "model", "face_ref"))
+        components = own["video"].get_components()
+        images = VideofixRestoreFaces.run(components.images, own["model"], values, own.get("face_ref"))
         return (VideoFromComponents(VideoComponents(images=images, audio=components.audio,
                                                     frame_rate=components.frame_rate)),)
 

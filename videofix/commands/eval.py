@@ -118,7 +118,8 @@ def measure_videos(source: str, restored: str, *, detector: str = "auto", models
     """
     from videofix.faces import create_detector, estimate_alignment, warp_face
     from videofix.io.reader import open_video
-    from videofix.pipeline.local import RestoreSettings, analyze_video
+    from videofix.pipeline.local import analyze_video
+    from videofix.settings import RestoreSettings
 
     settings = RestoreSettings(detector=detector, models_dir=models_dir)
     det = create_detector(detector, models_dir, "cpu")

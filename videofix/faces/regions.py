@@ -34,12 +34,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from videofix.errors import UsageError
+from videofix.settings import check_value, option_of, parse_keep_regions
 
 from .alignment import FACE_TEMPLATE_512
 from .masks import parse_map_to_mask
 
-KEEP_REGIONS = ("mouth", "eyes", "brows", "nose")
 PARSE_REGION_CLASSES = {"mouth": (11, 12, 13), "eyes": (4, 5), "brows": (2, 3), "nose": (10,)}
 LANDMARK68_REGIONS = {"mouth": (range(48, 60),), "eyes": (range(36, 42), range(42, 48)),
                       "brows": (range(17, 22), range(22, 27)), "nose": (range(27, 36),)}
@@ -62,26 +61,7 @@ class PasteOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_regions", tuple(parse_keep_regions(self.keep_regions)))
-        if not 0.0 <= float(self.blend) <= 1.0:
-            raise UsageError(f"--blend must be between 0 and 1, got {self.blend}")
-        object.__setattr__(self, "blend", float(self.blend))
-
-
-def parse_keep_regions(value) -> list[str]:
-    """"mouth,eyes" or ["mouth", "eyes"] -> ["mouth", "eyes"] (validated, no repeats)."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        name = str(item).strip().lower()
-        if not name:
-            continue
-        if name not in KEEP_REGIONS:
-            raise UsageError(f"--keep-regions: unknown region {name!r}: choose from {', '.join(KEEP_REGIONS)}")
-        if name not in out:
-            out.append(name)
-    return out
+        object.__setattr__(self, "blend", check_value("blend", option_of("blend"), self.blend))
 
 
 def _feather(binary: np.ndarray, size: int, grow: int) -> np.ndarray:

@@ -30,31 +30,9 @@ from videofix.film.duplicates import DuplicateFinder, duplicate_thumbnail, repea
 from videofix.film.interlace import Deinterlacer, InterlaceDecision, decide_deinterlace, probe_interlace
 from videofix.film.paste import FilmPaster
 from videofix.film.upscale import create_upscaler
+from videofix.settings import FilmSettings
 
 log = logging.getLogger("videofix")
-
-COLOR_MODES = ("auto", "color", "luma")
-GRAIN_MODES = ("auto", "off")
-DEINTERLACE_MODES = ("auto", "on", "off")
-
-
-@dataclass
-class FilmOptions:
-    """The film options of `RestoreSettings` (defaults when a settings object lacks them)."""
-
-    color: str = "auto"
-    grain: str = "auto"
-    grain_seed: int = 0
-    deinterlace: str = "auto"
-    upscaler: str = "auto"
-    dedup: bool = True
-    upscale: int = 1
-
-    @classmethod
-    def from_settings(cls, settings) -> "FilmOptions":
-        d = cls()
-        return cls(**{k: getattr(settings, k, getattr(d, k)) for k in d.__dataclass_fields__})
-
 
 HEAD_THUMBS = 48  # most head thumbnails a segment's survey keeps (see `SegmentSurvey`)
 
@@ -203,7 +181,7 @@ class SegmentSurvey:
 class FilmPlan:
     """Decisions for one input (see the module docstring). Build with `FilmPlan.create`."""
 
-    options: FilmOptions
+    options: FilmSettings
     interlace: InterlaceDecision
     upscaler: object | None = None
     seconds: dict = field(default_factory=lambda: {"interlace_probe": 0.0, "deinterlace": 0.0, "upscale": 0.0})
@@ -214,7 +192,7 @@ class FilmPlan:
     def create(cls, path: str | Path, settings, *, device="cpu", build_upscaler: bool = True) -> "FilmPlan":
         """Probe `path` for interlacing (unless off) and build the upscaler (upscale > 1 and
         `build_upscaler`: the Ray driver decides, its workers upscale)."""
-        opts = FilmOptions.from_settings(settings)
+        opts = FilmSettings.take(settings)
         t0 = time.perf_counter()
         probe = probe_interlace(path) if opts.deinterlace != "off" else None
         decision = decide_deinterlace(opts.deinterlace, probe)
@@ -233,7 +211,7 @@ class FilmPlan:
         colour, grain and repeats as for a file; never deinterlaced (an RGB frame batch holds
         no field information); the background is upscaled by the pass's own bilinear
         `upscale_picture` (no upscaler is built)."""
-        opts = FilmOptions.from_settings(settings)
+        opts = FilmSettings.take(settings)
         return cls(opts, InterlaceDecision(False, None, "in-memory frames: no field information"))
 
     def worker_state(self) -> dict:
@@ -246,7 +224,7 @@ class FilmPlan:
         """A Ray worker's plan: the driver's decisions (`worker_state`), the worker's own
         (cached) upscaler; no probe. Its figures are the worker's (`figures`)."""
         decision = InterlaceDecision(bool(state["deinterlace"]), state.get("parity"), str(state.get("reason", "")))
-        return cls(FilmOptions.from_settings(settings), decision, upscaler=upscaler)
+        return cls(FilmSettings.take(settings), decision, upscaler=upscaler)
 
     def figures(self) -> dict:
         """This plan's run figures (plain data), to add up with `add_figures`."""

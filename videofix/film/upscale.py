@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from videofix.io.picture import Picture
+from videofix.settings import UPSCALERS
 
 log = logging.getLogger("videofix")
-
-UPSCALERS = ("auto", "realesrgan", "lanczos", "bilinear")
 
 
 class Upscaler(Protocol):

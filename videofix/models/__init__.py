@@ -32,7 +32,7 @@ def _build_vqfr(state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
         from videofix.models.vqfr import VQFRv2
     except ModuleNotFoundError as exc:
         if exc.name == "videofix.models.vqfr":
-            raise UsageError("--model vqfr: the VQFR network is not available in this build") from None
+            raise UsageError("vqfr: the VQFR network is not available in this build", option="model") from None
         raise
     return VQFRv2.from_state_dict(state_dict)
 
@@ -75,7 +75,7 @@ def build_restorer(model: str, state_dict: Mapping[str, torch.Tensor], source: s
         ModelFileError: the tensors do not form that network (the message names ``source``).
     """
     if model not in RESTORERS:
-        raise UsageError(f"--model {model}: expected one of {', '.join(RESTORERS)}")
+        raise UsageError(f"{model}: expected one of {', '.join(RESTORERS)}", option="model")
     builder = RESTORERS[model][1]
     try:
         return builder(state_dict)
@@ -130,7 +130,7 @@ def load_restorer(
         dev = resolve_device(device)
         return IdentityRestorer().to(device=dev, dtype=resolve_dtype(dtype, dev)).eval().requires_grad_(False)
     if model not in RESTORERS:
-        raise UsageError(f"--model {model}: expected one of {', '.join(RESTORERS)}")
+        raise UsageError(f"{model}: expected one of {', '.join(RESTORERS)}", option="model")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     path: Path = modelfiles.resolve(

@@ -33,22 +33,22 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if text == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise DeviceError("--device mps: Apple MPS is not available on this machine")
+            raise DeviceError("mps: Apple MPS is not available on this machine", option="device")
         return torch.device("mps")
     if text == "cuda" or text.startswith("cuda:"):
         index_text = text[5:] if text.startswith("cuda:") else ""
         if index_text and not index_text.isdigit():
-            raise UsageError(f"--device {spec}: expected cuda:N with N a GPU number")
+            raise UsageError(f"{spec}: expected cuda:N with N a GPU number", option="device")
         if not torch.cuda.is_available():
             build = "a CPU-only torch build" if torch.version.cuda is None else "no usable GPU or driver"
-            raise DeviceError(f"--device {spec}: CUDA is not available ({build}); use --device cpu")
+            raise DeviceError(f"{spec}: CUDA is not available ({build}); use cpu", option="device")
         if index_text:
             count = torch.cuda.device_count()
             if int(index_text) >= count:
-                raise DeviceError(f"--device {spec}: there are {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+                raise DeviceError(f"{spec}: there are {count} CUDA device(s) (cuda:0..cuda:{count - 1})", option="device")
             return torch.device("cuda", int(index_text))
         return torch.device("cuda")
-    raise UsageError(f"--device {spec}: expected auto, cpu, cuda, cuda:N or mps")
+    raise UsageError(f"{spec}: expected auto, cpu, cuda, cuda:N or mps", option="device")
 
 
 def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str) -> torch.dtype:
@@ -68,14 +68,14 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str) ->
     else:
         label = (name or "fp32").strip().lower()
         if label not in DTYPES:
-            raise UsageError(f"--dtype {name}: expected fp32, fp16 or bf16")
+            raise UsageError(f"{name}: expected fp32, fp16 or bf16", option="dtype")
         dtype = DTYPES[label]
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise UsageError(f"--dtype {label}: expected fp32, fp16 or bf16")
+        raise UsageError(f"{label}: expected fp32, fp16 or bf16", option="dtype")
     if dtype == torch.float16 and device.type not in ("cuda", "mps"):
-        raise DeviceError(f"--dtype {label} needs a CUDA GPU; on {device.type} use fp32 (or bf16)")
+        raise DeviceError(f"{label} needs a CUDA GPU; on {device.type} use fp32 (or bf16)", option="dtype")
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(f"--dtype {label}: this GPU has no bfloat16 support; use fp16 or fp32")
+        raise DeviceError(f"{label}: this GPU has no bfloat16 support; use fp16 or fp32", option="dtype")
     if dtype == torch.bfloat16 and device.type == "mps":
-        raise DeviceError(f"--dtype {label} is not supported on MPS; use fp16 or fp32")
+        raise DeviceError(f"{label} is not supported on MPS; use fp16 or fp32", option="dtype")
     return dtype

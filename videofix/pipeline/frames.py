@@ -56,8 +56,9 @@ from videofix.film.plan import FilmPlan
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
 from videofix.pipeline.analysis import DETECTION_SHORT_SIDE, FaceAnalysis, analyze_frames
-from videofix.pipeline.local import LoadedStages, RestoreSettings, make_engine
+from videofix.pipeline.factory import LoadedStages, make_engine
 from videofix.pipeline.restoration import FacePaster, FaceRestorationPass, upscale_picture
+from videofix.settings import RestoreSettings
 
 __all__ = [
     "FrameBatch",

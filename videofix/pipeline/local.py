@@ -10,173 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from videofix.errors import UsageError
-from videofix.film.plan import FilmOptions
 from videofix.io import OutputFile, check_output, open_video, parse_range, probe
 from videofix.io.info import TimeRange
 from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
+from videofix.pipeline.factory import LoadedStages, load_stages, make_engine
 from videofix.pipeline.report import PreviewCollector, choose_preview_frames, run_report, write_json_atomic
 from videofix.pipeline.restoration import FaceRestorationPass
 from videofix.pipeline.stages import BackgroundConsumer, Progress, StageTimer, ordered_map, prefetch
+from videofix.settings import RestoreSettings
 
 log = logging.getLogger("videofix")
-
-
-@dataclass
-class RestoreSettings:
-    """Everything `videofix restore` can be told. Plain data (JSON-able) so the Ray runner
-    ships it to workers unchanged."""
-
-    weights: str | None = None
-    models_dir: str | None = None
-    model: str = "codeformer"
-    detector: str = "auto"
-    fidelity: float = 0.7
-    temporal_radius: int = 4
-    device: str = "auto"
-    batch_size: int = 8
-    dtype: str = "fp32"
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
-    encoder_threads: int = 0  # 0: reproducible (libx264 one thread); N: faster, bytes may vary
-    pix_fmt: str | None = None
-    range: str | None = None
-    upscale: int = 1
-    landmark_sigma: float = 2.0
-    max_gap: int = 5
-    parsing: bool = True
-    download: bool = True
-    # old films (videofix.film): colour mode, grain, deinterlacing, background upscaler,
-    # repeats; the defaults are the film layer's own (`FilmOptions`)
-    color: str = FilmOptions.color
-    grain: str = FilmOptions.grain
-    grain_seed: int = FilmOptions.grain_seed
-    deinterlace: str = FilmOptions.deinterlace
-    upscaler: str = FilmOptions.upscaler
-    dedup: bool = FilmOptions.dedup
-    # parallel CPU stages (local runner): worker processes for detection, threads for
-    # alignment and paste; 0 = every core this process may run on
-    workers: int = 0
-    # which faces, and how much of each is pasted (videofix.faces.selection / regions,
-    # videofix.pipeline.selection): track-level choices, identity references (image paths)
-    only_center_face: bool = False
-    largest_face: bool = False
-    min_face_size: float = 0.0
-    max_faces: int = 0
-    det_threshold: float | None = None
-    face_ref: list[str] = dataclasses.field(default_factory=list)
-    exclude: bool = False
-    face_ref_distance: float | None = None
-    blend: float = 1.0
-    keep_regions: list[str] = dataclasses.field(default_factory=list)
-    occlusion: bool = True
-
-    def validate(self) -> None:
-        if not 0.0 <= self.fidelity <= 1.0:
-            raise UsageError(f"--fidelity must be between 0 and 1, got {self.fidelity}")
-        if self.temporal_radius < 0:
-            raise UsageError(f"--temporal-radius must be >= 0, got {self.temporal_radius}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not 0 <= self.encoder_threads <= 64:
-            raise UsageError(f"--encoder-threads must be from 0 to 64, got {self.encoder_threads}")
-        if self.upscale < 1 or self.upscale > 8:
-            raise UsageError(f"--upscale must be an integer from 1 to 8, got {self.upscale}")
-        if self.workers < 0:
-            raise UsageError(f"--workers must be >= 0 (0 = all cores), got {self.workers}")
-        if self.range is not None:
-            parse_range(self.range)
-        for name, value, allowed in (("color", self.color, ("auto", "color", "luma")), ("grain", self.grain, ("auto", "off")),
-                                     ("deinterlace", self.deinterlace, ("auto", "on", "off")),
-                                     ("upscaler", self.upscaler, ("auto", "realesrgan", "lanczos", "bilinear"))):
-            if value not in allowed:
-                raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-        self._validate_selection()
-
-    def _validate_selection(self) -> None:
-        from videofix.faces.regions import parse_keep_regions
-
-        if self.min_face_size < 0:
-            raise UsageError(f"--min-face-size must be >= 0 pixels, got {self.min_face_size}")
-        if self.max_faces < 0:
-            raise UsageError(f"--max-faces must be >= 0 (0 = all), got {self.max_faces}")
-        if self.det_threshold is not None and not 0.0 < self.det_threshold < 1.0:
-            raise UsageError(f"--det-threshold must be between 0 and 1 (exclusive), got {self.det_threshold}")
-        if not 0.0 <= self.blend <= 1.0:
-            raise UsageError(f"--blend must be between 0 and 1, got {self.blend}")
-        if self.face_ref_distance is not None and self.face_ref_distance <= 0:
-            raise UsageError(f"--face-ref-distance must be > 0, got {self.face_ref_distance}")
-        for path in self.face_ref:
-            if not Path(path).is_file():
-                raise UsageError(f"--face-ref: no such file: {path}")
-        self.keep_regions = parse_keep_regions(self.keep_regions)
-
-    def paste_options(self):
-        """`videofix.faces.regions.PasteOptions` of these settings (blend, kept regions, occlusion)."""
-        from videofix.faces.regions import PasteOptions
-
-        return PasteOptions(blend=self.blend, keep_regions=self.keep_regions, occlusion=self.occlusion)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def worker_count(self) -> int:
-        """`workers`, with 0 = the cores this process may run on (its CPU affinity)."""
-        if self.workers > 0:
-            return int(self.workers)
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
-
-
-@dataclass
-class LoadedStages:
-    """The heavy objects a run needs, built once (also reused by the Ray actors)."""
-
-    model: torch.nn.Module
-    detector: object
-    parser: object | None
-    device: torch.device
-
-
-def load_stages(settings: RestoreSettings, *, need_detector: bool = True, quiet: bool = True) -> LoadedStages:
-    """Build the restorer, the detector and (when its file is present) the face parser."""
-    from videofix.faces import create_detector, load_face_parser
-    from videofix.models import load_restorer
-
-    model = load_restorer(settings.weights, settings.models_dir, settings.model, settings.device, settings.dtype,
-                          download=settings.download, quiet=quiet)
-    device = next(model.parameters()).device
-    det_device = "cuda" if device.type == "cuda" else "cpu"
-    detector = create_detector(settings.detector, settings.models_dir, det_device,
-                               score_threshold=settings.det_threshold) if need_detector else None
-    parser = None
-    if settings.parsing:
-        parser = load_face_parser(settings.models_dir, device=det_device, download=False)
-    return LoadedStages(model, detector, parser, device)
-
-
-def make_engine(stages: LoadedStages, settings: RestoreSettings):
-    """The temporal engine; the network only ever sees batches of one fixed size
-    (`fixed_batch_model`), so a face's output does not depend on its batch neighbours and the
-    Ray runner's segments give the same frames as one piece."""
-    from videofix.restore.batching import fixed_batch_model
-    from videofix.restore.temporal import TemporalRestorer
-
-    model = fixed_batch_model(stages.model, stages.device, settings.batch_size)
-    return TemporalRestorer(model, radius=settings.temporal_radius, fidelity=settings.fidelity,
-                            batch_size=settings.batch_size, device=stages.device)
 
 
 # A detection worker costs about a second to start (imports, the landmark model): fewer
@@ -197,22 +44,39 @@ def detector_pool(detector, settings: RestoreSettings, workers: int, frames: int
                         score_threshold=getattr(detector, "score_threshold", None))
 
 
+def frame_total(path: str | Path, time_range: TimeRange | None, info) -> int | None:
+    """Frames a run over `path` (or its range) will read, for the progress bars: the file's
+    count, or the frames of the range on the video's timeline (which the reader reads anyway,
+    and caches). None when unknown."""
+    if time_range is None:
+        return info.frame_count or None
+    from videofix.errors import VideofixError
+    from videofix.io.timeline import frame_timeline
+
+    try:
+        tl = frame_timeline(path)
+    except (VideofixError, OSError):  # e.g. an image sequence: no container timeline
+        return None
+    return sum(1 for i in range(len(tl)) if time_range.contains(tl.seconds(i))) or None
+
+
 def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time_range: TimeRange | None = None,
                   quiet: bool = True, timer: StageTimer | None = None, film=None, pool=None,
-                  chooser=None) -> FaceAnalysis:
+                  chooser=None, total: int | None = None) -> FaceAnalysis:
     """Pass 1 over a file (or its range): detections linked into smoothed tracks.
     film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None.
     pool: a `videofix.faces.pool.DetectorPool` to detect in (see `detector_pool`), or None.
     The faces chosen by the settings' selection options are kept (`videofix.pipeline.selection`;
     reference photos are embedded before pass 1, so a bad one fails at once; `chooser`: a
-    `FaceChooser` of these settings made earlier)."""
+    `FaceChooser` of these settings made earlier). total: frames to expect, for the progress
+    bar (default: `frame_total`)."""
     from videofix.pipeline.selection import FaceChooser, picture_frames
 
     timer = timer or StageTimer()
     chooser = chooser if chooser is not None else FaceChooser.from_settings(settings, detector)
     with open_video(path, time_range) as reader:
         info = reader.info
-        total = info.frame_count or None
+        total = total if total is not None else frame_total(path, time_range, info)
         survey = film.survey() if film is not None else None
         frames = film.frames(reader, survey) if film is not None else reader
         with Progress(total, "detect ", quiet) as bar:
@@ -263,6 +127,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
     # parallel CPU stages (--workers): detection in worker processes (one detector each),
     # alignment and paste in threads; the output is the same for any number of workers
     workers = settings.worker_count()
+    total = frame_total(input_path, time_range, info)  # the progress bars count the range's frames
     # pass 1 overlaps pass 2 (videofix.pipeline.overlap) unless a choice needs the whole video
     feed = None
     overlap_blocker_reason = "pass 1 was given (a saved analysis)"
@@ -276,7 +141,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
                                                  chooser_active=chooser.active)
         if overlap_blocker_reason is None:
             try:
-                feed, analysis = _start_shot_feed(input_path, time_range, info, stages, settings, film, pool, quiet)
+                feed, analysis = _start_shot_feed(input_path, time_range, info, stages, settings, film, pool, quiet,
+                                                  total)
             except BaseException:
                 if pool is not None:
                     pool.close()
@@ -284,7 +150,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         else:
             try:
                 analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet,
-                                         timer=timer, film=film, pool=pool, chooser=chooser)
+                                         timer=timer, film=film, pool=pool, chooser=chooser, total=total)
             finally:
                 if pool is not None:
                     pool.close()
@@ -292,7 +158,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         return _restore_pass2(input_path, output_path, settings, info=info, time_range=time_range, stages=stages,
                               film=film, analysis=analysis, feed=feed, timer=timer, workers=workers,
                               report_path=report_path, preview_path=preview_path, quiet=quiet, t_start=t_start,
-                              overlap_blocker_reason=overlap_blocker_reason)
+                              overlap_blocker_reason=overlap_blocker_reason, total=total)
     finally:
         if feed is not None:
             feed.close()
@@ -301,7 +167,7 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
 
 
 def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, settings: RestoreSettings, film, pool,
-                     quiet: bool):
+                     quiet: bool, total: int | None):
     """Pass 1 in a background thread (`videofix.pipeline.overlap.ShotFeed`); its analysis
     grows shot by shot while pass 2 runs. Returns (feed, analysis); the pass is attached by
     `_restore_pass2` before the feed starts."""
@@ -315,13 +181,13 @@ def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, setting
     film1 = dataclasses.replace(film, seconds=dict.fromkeys(film.seconds, 0.0), frames_deinterlaced=0,
                                 frames_upscaled=0)
     feed = ShotFeed(lambda: open_video(input_path, time_range), detector=stages.detector, pool=pool, shots=shots,
-                    linker=linker, film=film1, timer=StageTimer(), total=info.frame_count or None, quiet=quiet)
+                    linker=linker, film=film1, timer=StageTimer(), total=total, quiet=quiet)
     return feed, linker.analysis
 
 
 def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, time_range, stages: LoadedStages,
                    film, analysis: FaceAnalysis, feed, timer: StageTimer, workers: int, report_path, preview_path,
-                   quiet: bool, t_start: float, overlap_blocker_reason: str | None) -> dict:
+                   quiet: bool, t_start: float, overlap_blocker_reason: str | None, total: int | None) -> dict:
     """Pass 2 of `restore_video` (with `feed`, a `ShotFeed`, while pass 1 still runs)."""
     engine = make_engine(stages, settings)
     preview_frames = choose_preview_frames(analysis) if preview_path else []
@@ -349,8 +215,8 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
 
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
         try:
-            total = analysis.frame_count if feed is None else (info.frame_count or None)
-            with Progress(total, "restore", quiet, position=None if feed is None else 1) as bar:
+            bar_total = analysis.frame_count if feed is None else total
+            with Progress(bar_total, "restore", quiet, position=None if feed is None else 1) as bar:
 
                 def emit(finished) -> None:
                     nonlocal frames_written

@@ -161,8 +161,11 @@ class PreviewCollector:
     """Keeps the before and after RGB of a few chosen frames and writes them side by side.
 
     Each row: the frame before | after, then the first face zoomed before | after; with
-    grain matching on, the face zoom is before | restored without grain | with grain.
+    grain matching on, the face zoom is before | restored without grain | with grain. A
+    strip above each row names its columns (`row_labels`) and the frame.
     """
+
+    LABEL_HEIGHT = 22  # pixels of the label strip above each row
 
     def __init__(self, frames: list[int], analysis: FaceAnalysis, width: int = 640):
         self.frames = set(frames)
@@ -190,6 +193,16 @@ class PreviewCollector:
             if index in self.frames:
                 self.clean[index] = _to_u8(picture.to_rgb())
 
+    def row_labels(self, index: int, columns: int) -> list[str]:
+        """The column titles of frame `index`'s row of `columns` pictures."""
+        labels = [f"frame {index}: source", "restored"]
+        if columns >= 4:
+            labels.append("face: source")
+            if columns == 5:
+                labels.append("face: restored, no grain")
+            labels.append("face: restored")
+        return labels
+
     def write(self, path: str | os.PathLike, upscale: int = 1) -> bool:
         rows = []
         for f in sorted(self.frames):
@@ -215,6 +228,8 @@ class PreviewCollector:
                     if f in self.clean and self.clean[f].shape == after.shape:
                         row.append(cv2.resize(self.clean[f][by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC))
                     row.append(cv2.resize(after[by0:by1, bx0:bx1], zs, interpolation=cv2.INTER_CUBIC))
+            labels = self.row_labels(f, len(row))
+            rows.append(_label_strip([part.shape[1] for part in row], labels, self.LABEL_HEIGHT))
             rows.append(np.concatenate(row, axis=1))
         if not rows:
             return False
@@ -230,6 +245,19 @@ class PreviewCollector:
         tmp.write_bytes(buf.tobytes())
         os.replace(tmp, path)
         return True
+
+
+def _label_strip(widths: list[int], labels: list[str], height: int) -> np.ndarray:
+    """uint8 (height, sum(widths), 3) RGB: dark grey with each label in white at the left of
+    its column, cut to the column's width."""
+    strip = np.full((height, sum(widths), 3), 32, np.uint8)
+    x = 0
+    for width, text in zip(widths, labels):
+        column = np.ascontiguousarray(strip[:, x:x + width])
+        cv2.putText(column, text, (4, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        strip[:, x:x + width] = column
+        x += width
+    return strip
 
 
 def _to_u8(rgb01: np.ndarray) -> np.ndarray:

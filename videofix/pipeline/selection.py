@@ -61,7 +61,7 @@ class FaceChooser:
         images = list(reference_images or [])
         if not paths and not images:
             if sel.exclude:
-                raise UsageError("--exclude needs face references (--face-ref IMAGE...)")
+                raise UsageError("needs face references to compare with", option="exclude")
             return cls(sel)
         if detector is None:
             raise ValueError("face references need a face detector")

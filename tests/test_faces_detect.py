@@ -217,10 +217,11 @@ def test_retinaface_bad_file_is_a_model_file_error(tmp_path):
 
 # ---------------------------------------------------------------- SCRFD (insightface buffalo_l)
 
-def _make_buffalo_l(folder: Path) -> Path:
+def _make_buffalo_l(folder: Path, batched: bool = False) -> Path:
     """ONNX files in the buffalo_l layout: an SCRFD-like detector (9 outputs: scores, box
     distances, keypoints at strides 8/16/32, 2 anchors) that fires on bright areas, and a
-    112x112 -> 512 recogniser."""
+    112x112 -> 512 recogniser. batched: a free batch dimension and (B, K, C) outputs
+    (det_10g's own outputs are (K, C), batch 1)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -248,7 +249,8 @@ def _make_buffalo_l(folder: Path) -> Path:
                 nodes.append(helper.make_node("Sigmoid", [src], [f"sig{s}"]))
                 src = f"sig{s}"
             nodes.append(helper.make_node("Transpose", [src], [f"t_{kind}{s}"], perm=[0, 2, 3, 1]))
-            shape = np.array([-1, {"score": 1, "bbox": 4, "kps": 10}[kind]], np.int64)
+            width = {"score": 1, "bbox": 4, "kps": 10}[kind]
+            shape = np.array([0, -1, width] if batched else [-1, width], np.int64)
             inits.append(numpy_helper.from_array(shape, f"shape_{kind}{s}"))
             out = f"{kind}_{s}"
             nodes.append(helper.make_node("Reshape", [f"t_{kind}{s}", f"shape_{kind}{s}"], [out]))
@@ -256,8 +258,9 @@ def _make_buffalo_l(folder: Path) -> Path:
     for kind in ("score", "bbox", "kps"):
         for out in names[kind]:
             width = {"score": 1, "bbox": 4, "kps": 10}[kind]
-            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["K", width]))
-    inp = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "h", "w"])
+            dims = ["N", "K", width] if batched else ["K", width]
+            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, dims))
+    inp = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["N" if batched else 1, 3, "h", "w"])
     graph = helper.make_graph(nodes, "scrfd_test", [inp], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -333,6 +336,38 @@ def test_scrfd_backend_runs_on_a_generated_buffalo_l_and_matches_insightface(tmp
     rorder = np.lexsort((rb[:, 1], rb[:, 0]))
     np.testing.assert_allclose(ours[order], rb[rorder], atol=1e-3)
     np.testing.assert_allclose(np.stack([d.landmarks for d in dets])[order], rk[rorder], atol=1e-3)
+
+
+def test_scrfd_batched_export_detects_frames_in_one_call_with_the_same_results(tmp_path):
+    """An SCRFD export with a batch dimension runs several frames in one session call and
+    gives each frame's one-call detections; det_10g's layout (batch 1) stays one per call."""
+    from videofix.faces.scrfd import ScrfdDetector
+
+    pack = _make_buffalo_l(tmp_path / "b", batched=True)
+    det = ScrfdDetector(pack, with_embedding=False)
+    assert det.batched and det.batch_size == 1  # 8 on CUDA
+    img = _bright_square_image()
+    frames = [img, np.ascontiguousarray(img[::-1]), np.zeros_like(img)]
+    single = [det.detect(f) for f in frames]
+    calls = []
+
+    class Counting:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, names, feed):
+            calls.append(next(iter(feed.values())).shape[0])
+            return self.session.run(names, feed)
+
+    det.session = Counting(det.session)
+    batched = det.detect_batch(frames)
+    assert calls == [3]
+    assert [len(d) for d in batched] == [len(d) for d in single] and len(single[0]) >= 1 and single[2] == []
+    for a, b in zip(single, batched):
+        np.testing.assert_allclose(np.stack([d.box for d in b]) if b else np.zeros((0, 4)),
+                                   np.stack([d.box for d in a]) if a else np.zeros((0, 4)), atol=1e-4)
+    plain = ScrfdDetector(_make_buffalo_l(tmp_path / "p"), with_embedding=False)
+    assert not plain.batched and plain.batch_size == 1
 
 
 def test_scrfd_detector_with_wrong_outputs_is_a_model_file_error(tmp_path):

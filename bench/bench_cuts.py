@@ -1,6 +1,6 @@
 """Shot-boundary detectors compared on edited clips of real photographs with known truth.
 
-Detectors: TransNetV2 (videofix.faces.shots.ShotDetector, the one videofix runs), PySceneDetect's
+Detectors: TransNetV2 (videofix.shots.ShotDetector, the one videofix runs), PySceneDetect's
 ContentDetector and AdaptiveDetector (scenedetect-headless, default settings, 25 fps), and the
 hand-written thumbnail detector videofix used before (`FormerCutDetector` below, removed from the
 library).
@@ -175,7 +175,7 @@ class FormerCutDetector:
 
 
 def run_transnet(frames):
-    from videofix.faces.shots import ShotDetector
+    from videofix.shots import ShotDetector
 
     det = ShotDetector("cpu")
     t0 = time.perf_counter()

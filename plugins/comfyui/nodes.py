@@ -138,7 +138,7 @@ class FaceRestorerModel:
     detectors: dict[str, Any] = field(default_factory=dict)
 
     def detector(self, name: str, score_threshold: float | None = None):
-        """The face detector `name` (``auto``: the best whose files are present), keeping faces
+        """The face detector `name` (``auto``: see `videofix.faces.create_detector`), keeping faces
         scoring at least `score_threshold` (None: the detector's own threshold)."""
         check_detector(name)
         key = name if score_threshold is None else f"{name}@{float(score_threshold)}"

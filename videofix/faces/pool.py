@@ -34,19 +34,16 @@ from .types import Detection
 
 _STOP = None
 
-# The worker's command: the detector modules only. `videofix.faces` is registered as a bare
-# package so its __init__ (tracking: scipy; shot detection: torch) is not imported; the
-# backends import their own libraries. Saves about a second of start-up per worker.
-_BOOTSTRAP = ("import os, sys, types, videofix; "
-              "pkg = types.ModuleType('videofix.faces'); "
-              "pkg.__path__ = [os.path.join(os.path.dirname(videofix.__file__), 'faces')]; "
-              "sys.modules['videofix.faces'] = pkg; "
-              "from videofix.faces.pool import _serve; _serve()")
+# The worker's command: `videofix.faces` loads its submodules lazily, so this imports the
+# pool and, once the request names it, the one backend (not tracking's scipy nor torch for
+# dlib): about a second less start-up per worker than importing everything.
+_BOOTSTRAP = "from videofix.faces.pool import _serve; _serve()"
 
 
 def _serve() -> None:  # pragma: no cover - runs in the worker processes
     """Worker main loop: read (name, options), build the detector, then answer each pickled
-    image with its pickled detections (or ("error", text))."""
+    image (uint8 (H, W, 3) RGB) with its pickled detections, a list of `Detection` in that
+    image's pixels (or ("error", text))."""
     import signal
 
     # Ctrl-C in a terminal reaches the whole process group: the parent handles it (one line,
@@ -55,7 +52,7 @@ def _serve() -> None:  # pragma: no cover - runs in the worker processes
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers on the pipe
     name, options = pickle.load(stdin)
-    if "torch" in sys.modules or name.startswith("retinaface"):
+    if "torch" in sys.modules or "retinaface" in name:
         import torch
 
         torch.set_num_threads(1)  # the workers share the cores: no nested threads
@@ -102,6 +99,7 @@ class _Worker:
         threading.Thread(target=self._read, name=f"videofix-detect-recv{index}", daemon=True).start()
 
     def submit(self, rgb: np.ndarray) -> Future:
+        """Send one uint8 (H, W, 3) RGB image; a Future of its list of `Detection`s."""
         future: Future = Future()
         with self._lock:
             self._waiting.append(future)
@@ -189,15 +187,16 @@ class DetectorPool:
         self._next = 0
 
     def submit(self, rgb: np.ndarray) -> Future:
-        """A `concurrent.futures.Future` of the detections (list[Detection]) of one uint8
-        HxWx3 **RGB** image."""
+        """A `concurrent.futures.Future` of the detections (list[Detection], in the image's
+        pixel coordinates) of one uint8 (H, W, 3) **RGB** image, values 0..255."""
         worker = self._workers[self._next]
         self._next = (self._next + 1) % self.workers
         return worker.submit(np.ascontiguousarray(rgb))
 
     def map(self, images: Iterable[np.ndarray], ahead: int | None = None) -> Iterator[list[Detection]]:
-        """Detections of each image, in order; at most `ahead` images (default 2 per
-        worker) in flight, so memory stays bounded."""
+        """Detections of each uint8 (H, W, 3) **RGB** image (0..255), in order, as lists of
+        `Detection` in the image's pixels; at most `ahead` images (default 2 per worker) in
+        flight, so memory stays bounded."""
         ahead = max(1, int(ahead or 2 * self.workers))
         futures: deque = deque()
         for rgb in images:

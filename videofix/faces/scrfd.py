@@ -7,6 +7,11 @@ location, distances in units of the stride. Input: **RGB**, (x - 127.5) / 128, N
 Instead of insightface's 640x640 letterbox, the (already resized) frame is padded to a
 multiple of 32 when the model accepts any size, so frames of any shape use the whole input.
 onnxruntime runs with the CUDA provider when `device` is CUDA and the provider exists.
+
+Batches: an export with a free batch dimension and per-image (B, K, C) outputs (what
+insightface's own code calls ``batched``) runs frames of one size in one session call
+(``batch_size`` 8 on CUDA); buffalo_l's ``det_10g.onnx`` folds the batch into its 2-D
+outputs, so it runs one frame per call, as insightface runs it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from videofix.errors import ModelFileError
 
 from .alignment import _similarity_lstsq
-from .detection import Detector, nms
+from .detector_base import Detector, nms
 from .types import Detection
 
 STRIDES = (8, 16, 32)
@@ -143,6 +148,11 @@ class ScrfdDetector(Detector):
             raise ModelFileError(f"{DETECTOR_FILE}: expected 9 outputs (SCRFD with keypoints), found {len(self.output_names)}")
         shape = inp.shape
         self.static_hw = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+        outputs = self.session.get_outputs()
+        # one call for several frames: a free batch dimension and (B, K, C) outputs
+        self.batched = (self.static_hw is None and not isinstance(shape[0], int)
+                        and all(len(o.shape) == 3 for o in outputs))
+        self.batch_size = 8 if (self.batched and str(device).startswith("cuda")) else 1
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
         self.providers = self.session.get_providers()
@@ -160,6 +170,23 @@ class ScrfdDetector(Detector):
 
     def _backend_threshold(self, threshold: float | None) -> None:
         self.det_threshold = 0.5 if threshold is None else float(threshold)
+
+    def _detect_scaled_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        if not self.batched or len(images) == 1:
+            return [self._detect_scaled(im) for im in images]
+        h, w = images[0].shape[:2]
+        ih, iw = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
+        canvas = np.zeros((len(images), ih, iw, 3), np.uint8)
+        for k, im in enumerate(images):
+            canvas[k, :h, :w] = im
+        blob = ((canvas.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
+        outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(blob)})
+        result = []
+        for k in range(len(images)):
+            boxes, scores, kps = decode_scrfd([o[k:k + 1] for o in outs], ih, iw, self.det_threshold,
+                                              self.nms_threshold)
+            result.append([Detection(b, s_, p) for b, s_, p in zip(boxes, scores, kps)])
+        return result
 
     def _detect_scaled(self, rgb: np.ndarray) -> list[Detection]:
         h, w = rgb.shape[:2]

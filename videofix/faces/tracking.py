@@ -7,7 +7,7 @@
   beyond the gates are impossible; the assignment is Hungarian (scipy), one detection per
   track and one track per detection, so two faces on screen together are never merged.
   A track survives up to ``max_gap`` missed frames; a cut ends every track.
-* shot cuts come from :mod:`videofix.faces.shots` (TransNetV2).
+* shot cuts come from :mod:`videofix.shots` (TransNetV2).
 * :func:`track_faces` does it all for a whole file, fills the short misses by linear
   interpolation, and smooths the landmarks with a zero-phase filter (a symmetric Gaussian
   along time whose window shrinks symmetrically at the track's ends: no lag, no bias on
@@ -252,7 +252,7 @@ def track_faces(detections_per_frame: Sequence[Sequence[Detection]], cuts: Itera
     """Tracks for a whole file.
 
     detections_per_frame: list over frames (index = frame index) of that frame's detections.
-    cuts: frame indices that start a new shot (e.g. from `videofix.faces.shots.detect_cuts`).
+    cuts: frame indices that start a new shot (e.g. from `videofix.shots.detect_cuts`).
     max_gap: misses a track survives (filled by interpolation). sigma: landmark smoothing in
     frames (0: off). min_detections: drop tracks detected in fewer frames (one-frame false
     positives would flash a restored face; HOG makes some on noisy frames).

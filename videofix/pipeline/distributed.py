@@ -6,7 +6,7 @@ through the same two passes as the local runner, spread over the cluster:
 * **pass 1** (CPU tasks, one per segment): decode the segment, run `detect_frames`; the
   detections (a few floats per face) come back to the driver, which links them with
   `link_detections` in frame order, exactly as the local runner does, so the tracks are the
-  same. Shot boundaries (TransNetV2, `videofix.faces.shots`): each task returns the network's
+  same. Shot boundaries (TransNetV2, `videofix.shots`): each task returns the network's
   probabilities for the windows inside its segment and the 48x27 thumbnails of its ends; the
   driver computes the windows across the boundaries and decides every frame's cut as one
   streamed run would (`join_segment_shots`, `decide_shots`). The film survey (`videofix.film`: chroma score per
@@ -239,7 +239,7 @@ class SegmentDetections:
     frames: list[FrameDetections]
     pts: list[int]
     detector: str
-    shots: object  # videofix.faces.shots.SegmentShots
+    shots: object  # videofix.shots.SegmentShots
     seconds: float
     film: object | None = None  # videofix.film.plan.SegmentSurvey
     film_figures: dict = field(default_factory=dict)  # FilmPlan.figures() (deinterlacing)
@@ -252,7 +252,7 @@ def detect_segment(source: str, segment: Segment, settings: dict, need_head: boo
     window: what to decode, the segment with one frame on each side when deinterlacing.
     Shot boundaries: the network's probabilities and edge thumbnails (`SegmentShots`) for the
     driver; need_head is no longer used (every segment sends its edges)."""
-    from videofix.faces.shots import SegmentShotRecorder
+    from videofix.shots import SegmentShotRecorder
 
     t0 = time.perf_counter()
     s = RestoreSettings(**settings)
@@ -305,7 +305,7 @@ def join_detections(parts: list[SegmentDetections]) -> list[FrameDetections]:
     """Frame detections of consecutive segments, in frame order, with every frame's shot
     decision (cut, soft, in transition) made from the joined probabilities exactly as a
     one-piece `detect_frames` run makes them."""
-    from videofix.faces.shots import decide_shots, join_segment_shots
+    from videofix.shots import decide_shots, join_segment_shots
 
     parts = sorted(parts, key=lambda p: p.index)
     frames: list[FrameDetections] = [fd for part in parts for fd in part.frames]

@@ -32,7 +32,7 @@ def load_stages(settings: RestoreSettings, *, need_detector: bool = True, quiet:
     model = load_restorer(settings.weights, settings.models_dir, settings.model, settings.device, settings.dtype,
                           download=settings.download, quiet=quiet)
     device = next(model.parameters()).device
-    det_device = "cuda" if device.type == "cuda" else "cpu"
+    det_device = str(device) if device.type == "cuda" else "cpu"  # cuda:1 stays cuda:1
     detector = create_detector(settings.detector, settings.models_dir, det_device,
                                score_threshold=settings.det_threshold) if need_detector else None
     parser = None

@@ -70,6 +70,8 @@ def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time
     reference photos are embedded before pass 1, so a bad one fails at once; `chooser`: a
     `FaceChooser` of these settings made earlier). total: frames to expect, for the progress
     bar (default: `frame_total`)."""
+    from videofix.models.device import resolve_device
+    from videofix.pipeline.analysis import make_shot_detector
     from videofix.pipeline.selection import FaceChooser, picture_frames
 
     timer = timer or StageTimer()
@@ -83,7 +85,8 @@ def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time
             t0 = time.perf_counter()
             analysis = analyze_frames(prefetch(frames, 8, timer, "decode_pass1"), detector,
                                       frame_size=(info.width, info.height), sigma=settings.landmark_sigma,
-                                      max_gap=settings.max_gap, progress=bar.update, observer=survey, pool=pool)
+                                      max_gap=settings.max_gap, progress=bar.update, observer=survey, pool=pool,
+                                      shots=make_shot_detector(resolve_device(settings.device)))
             timer.add("detect_and_track", time.perf_counter() - t0 - timer.seconds.get("decode_pass1", 0.0))
     if film is not None:
         film.finalize(analysis, survey)
@@ -174,7 +177,7 @@ def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, setting
     from videofix.pipeline.analysis import TrackLinker, make_shot_detector
     from videofix.pipeline.overlap import ShotFeed
 
-    shots = make_shot_detector()
+    shots = make_shot_detector(stages.device)
     linker = TrackLinker(detector_name=stages.detector.name, frame_size=(info.width, info.height),
                          sigma=settings.landmark_sigma, max_gap=settings.max_gap, cut_detector=shots.name)
     # pass 1's own plan object: the same decisions, its own counters (the threads do not share them)

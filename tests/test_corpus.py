@@ -157,7 +157,7 @@ def cluster():
 
 @pytest.mark.parametrize("name", RAY_SUBSET)
 def test_corpus_file_restores_on_ray(env, cluster, name, tmp_path):
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
     from videofix.io.segments import plan_segments
 
     cf = corpus_file(env, name)

@@ -349,7 +349,7 @@ def test_restore_dpx_sequence_to_dpx_sequence(face_scan, restored_scan, tmp_path
 def test_ray_runner_writes_the_same_sequence(face_scan, restored_scan, tmp_path):
     pytest.importorskip("ray")
     from videofix.io.sequence import sequence_spec
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
     from videofix.pipeline.local import RestoreSettings
 
     settings = RestoreSettings(weights=str(face_scan["weights"]), detector="dlib", device="cpu", temporal_radius=1,

@@ -148,11 +148,11 @@ if os.environ.get("VIDEOFIX_CORPUS_RAY") == "all":
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ctx.address_info["address"]
-    ray.shutdown()
+    pytest.importorskip("ray")
+    from videofix.pipeline.ray.cluster import embedded_cluster
+
+    with embedded_cluster(num_cpus=2) as address:  # as `restore --ray` starts it: a token, loopback only
+        yield address
 
 
 @pytest.mark.parametrize("name", RAY_SUBSET)

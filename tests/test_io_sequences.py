@@ -355,7 +355,6 @@ def test_ray_runner_writes_the_same_sequence(face_scan, restored_scan, tmp_path)
     settings = RestoreSettings(weights=str(face_scan["weights"]), detector="dlib", device="cpu", temporal_radius=1,
                                parsing=False, batch_size=2, download=False)
     spec = sequence_spec(face_scan["pattern"], 24)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     report = restore_video_ray(spec, tmp_path / "ray" / "%04d.dpx", settings, segments=2, quiet=True)
     assert report["frames_written"] == 4
     assert report["ray"]["segments"] == 2 and sum(report["ray"]["segment_frames"]) == 4

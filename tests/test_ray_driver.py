@@ -19,6 +19,7 @@ later).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -165,3 +166,59 @@ def test_a_client_server_that_failed_to_start_is_tried_again(monkeypatch):
         assert len(calls) == 1
     finally:
         listener.close()
+
+
+def test_token_options_are_checked_before_any_cluster(tmp_path, capsys):
+    """A token file that cannot be read, or a token option where it means nothing, is one
+    line and exit code 2, before any cluster is started or reached."""
+    from videofix.cli import main
+
+    clip = make_clip(tmp_path / "in.mkv", frames=4, size=(64, 48)).path
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there: the token is read first
+    cases = [
+        (["restore", str(clip), "-o", str(tmp_path / "a.mkv"), "--ray", "--address", address,
+          "--ray-token-file", str(tmp_path / "missing")],
+         f"--ray-token-file {tmp_path / 'missing'}: cannot read the token (No such file or directory)"),
+        (["batch", str(clip), "--out", str(tmp_path / "out"), "--address", address, "--ray-token-file", str(empty)],
+         f"--ray-token-file {empty}: the file is empty"),
+        (["restore", str(clip), "-o", str(tmp_path / "b.mkv"), "--ray-token-file", str(empty)],
+         "--address, --ray-token-file, --segments and --segment-seconds need --ray"),
+        (["restore", str(clip), "-o", str(tmp_path / "c.mkv"), "--ray", "--ray-token-file", str(empty)],
+         "--ray-token-file is for a cluster joined with --address (the embedded cluster makes a token of its own)"),
+    ]
+    for argv, says in cases:
+        assert main([*argv, "--quiet", "--model", "identity"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == [f"videofix: error: {says}"], lines
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".mkv" and p.name != "in.mkv"]
+
+
+def test_the_operators_token_comes_from_the_option_then_the_environment_then_ray_s_file(tmp_path, monkeypatch):
+    from videofix.errors import UsageError
+    from videofix.pipeline.ray.auth import operator_token, token_environment
+
+    for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert operator_token(None) == (None, "")
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("from-ray-home\n")  # what `ray get-auth-token --generate` writes
+    assert operator_token(None) == ("from-ray-home", str(tmp_path / ".ray" / "auth_token"))
+    (tmp_path / "path").write_text(" from-path ")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "path"))
+    assert operator_token(None) == ("from-path", f"$RAY_AUTH_TOKEN_PATH ({tmp_path / 'path'})")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
+    assert operator_token(None) == ("from-env", "$RAY_AUTH_TOKEN")
+    (tmp_path / "file").write_text("from-file\n")
+    assert operator_token(tmp_path / "file") == ("from-file", f"--ray-token-file {tmp_path / 'file'}")
+    with pytest.raises(UsageError, match="cannot read the token"):
+        operator_token(tmp_path / "nothing")
+
+    # the token is this process's (and its children's) for the block only
+    before = dict(os.environ)
+    with token_environment("abc"):
+        assert (os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"]) == ("token", "abc")
+        assert "RAY_AUTH_TOKEN_PATH" not in os.environ  # Ray reads no other token meanwhile
+    assert dict(os.environ) == before

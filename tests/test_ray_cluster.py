@@ -6,11 +6,14 @@ actor) and two worker nodes (`--address`, one CPU and a custom resource each), e
 with its own `--temp-dir`, its own ports, the dashboard off and token authentication on
 (`RAY_AUTH_MODE=token`, a fresh token in `RAY_AUTH_TOKEN`: the secure path is the tested
 path). Joining it without the token, or with a wrong one, is one line and exit code 7. Then
-`videofix batch --address` (the token in `$RAY_AUTH_TOKEN`) restores 6 small clips (9 frames, 3 segments each; two
-distinct contents, so the local reference runs twice, not six times) on it; as soon as
-a pass-2 segment task has started on one worker node, that node's raylet is killed (SIGKILL,
-by its pid). Ray re-runs the node's tasks on the other worker; the test checks that the job
-finishes there, that no segment was done twice (the job folder's events log), that
+`videofix batch --address` (the token in `$RAY_AUTH_TOKEN`) restores 6 small clips (9 frames,
+3 segments each; two distinct contents, so the local reference runs twice, not six times) on
+it; as soon as a pass-2 segment task has started on one worker node, that node's raylet is
+killed (SIGKILL, by its pid; the task's worker is frozen first and killed with it, as a
+machine going down takes every process: a worker outlives its raylet for as long as its
+task runs, and a task that ended between the look and the kill left nothing cut short).
+Ray re-runs the node's tasks on the other worker; the test checks that the job finishes
+there, that no segment was done twice (the job folder's events log), that
 videofix's stderr names the lost node and the segments it redid, and that every output
 decodes to the local runner's frames (FFV1, lossless). The same again through a Ray client
 (`--address ray://127.0.0.1:PORT`, the head's `--ray-client-server-port`, the token in a file
@@ -342,6 +345,16 @@ def _attempts(job: Path) -> list[dict]:
     return out
 
 
+def _running_on(job: Path, node_id: str) -> list[tuple[tuple, int]]:
+    """((item, pass, segment, attempt), worker pid) of the pass-2 attempts that started on the
+    node and have not ended."""
+    attempts = _attempts(job)
+    ended = {(a["item"], a["pass"], a["segment"], a["attempt"]) for a in attempts if a["event"] == "end"}
+    return [((a["item"], a["pass"], a["segment"], a["attempt"]), a["pid"]) for a in attempts
+            if a["event"] == "start" and a["node"] == node_id and a["pass"] == 2
+            and (a["item"], a["pass"], a["segment"], a["attempt"]) not in ended]
+
+
 def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str, victim: str, survivor: str,
                           token_file: bool = False):
     """`videofix batch --address ADDRESS` over the clips; kill `victim`'s raylet as soon as a
@@ -365,16 +378,26 @@ def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str
     try:
         deadline = t0 + JOB_TIMEOUT
         while time.time() < deadline and proc.poll() is None and killed_at is None:
-            started = {(a["item"], a["pass"], a["segment"], a["attempt"]) for a in _attempts(job)
-                       if a["event"] == "start" and a["node"] == victim_id and a["pass"] == 2}
-            ended = {(a["item"], a["pass"], a["segment"], a["attempt"]) for a in _attempts(job)
-                     if a["event"] == "end"}
-            if started - ended:  # a segment is being restored on the victim: kill its node now
+            running = _running_on(job, victim_id)
+            if running:  # a segment is being restored on the victim: kill its node now
+                # A worker outlives its raylet for as long as its task needs (it hands the result
+                # to the driver itself): freeze the workers first, so a task this loop saw
+                # running cannot finish between the look and the kill (seen on a loaded machine)
+                workers = {pid for _, pid in running} & set(cluster.node_pids(victim))  # only this node's
+                for pid in workers:
+                    with_suppress(os.kill, pid, signal.SIGSTOP)
+                still = {key for key, pid in _running_on(job, victim_id) if pid in workers}
+                if not still:  # they all ended meanwhile: let them go, look again
+                    for pid in workers:
+                        with_suppress(os.kill, pid, signal.SIGCONT)
+                    continue
                 pid = cluster.raylet_pid(victim)
                 os.kill(pid, signal.SIGKILL)
                 killed_at = time.time()
+                for worker in workers:  # the node's processes die with it
+                    with_suppress(os.kill, worker, signal.SIGKILL)
                 print(f"killed the raylet of {victim} (node {victim_id}, pid {pid}) at {killed_at - t0:.1f} s, "
-                      f"while it ran pass-2 segments {sorted(started - ended)}")
+                      f"while it ran pass-2 segments {sorted(still)}")
             time.sleep(0.02)
         assert killed_at is not None, f"no pass-2 task ran on {victim}: {err_path.read_text()[-3000:]}"
         proc.wait(timeout=max(1.0, deadline - time.time()))

@@ -383,7 +383,8 @@ def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str
                 # A worker outlives its raylet for as long as its task needs (it hands the result
                 # to the driver itself): freeze the workers first, so a task this loop saw
                 # running cannot finish between the look and the kill (seen on a loaded machine)
-                workers = {pid for _, pid in running} & set(cluster.node_pids(victim))  # only this node's
+                raylet = cluster.raylet_pid(victim)
+                workers = {pid for _, pid in running} & set(_children(raylet))  # the victim's own workers
                 for pid in workers:
                     with_suppress(os.kill, pid, signal.SIGSTOP)
                 still = {key for key, pid in _running_on(job, victim_id) if pid in workers}
@@ -391,7 +392,7 @@ def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str
                     for pid in workers:
                         with_suppress(os.kill, pid, signal.SIGCONT)
                     continue
-                pid = cluster.raylet_pid(victim)
+                pid = raylet
                 os.kill(pid, signal.SIGKILL)
                 killed_at = time.time()
                 for worker in workers:  # the node's processes die with it

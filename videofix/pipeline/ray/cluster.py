@@ -77,10 +77,10 @@ def embedded_cluster(num_cpus: int | None = None, *, quiet: bool = True):
         try:
             gcs = ctx.address_info["gcs_address"]
             host = (_host_port(gcs) or ("", 0))[0]
-            if host != LOOPBACK:  # a Ray that no longer keeps loopback: the token still guards it
-                log.warning("Ray: the embedded cluster listens on %s, not on %s only (token authentication on)",
-                            gcs, LOOPBACK)
-            log.info("Ray: embedded cluster up at %s (token authentication, listening on %s only)", gcs, LOOPBACK)
+            if host == LOOPBACK:
+                log.info("Ray: embedded cluster up at %s (token authentication, listening on %s only)", gcs, LOOPBACK)
+            else:  # a Ray that no longer keeps loopback: the token still guards it
+                log.warning("Ray: embedded cluster up at %s (token authentication), but not on %s only", gcs, LOOPBACK)
             yield gcs
         finally:
             ray.shutdown()

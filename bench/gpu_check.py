@@ -221,7 +221,7 @@ def end_to_end(cfg: Config, clip: Path, weights: Path, model: str, work: Path, *
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
     if ray:
-        from videofix.pipeline.distributed import restore_video_ray
+        from videofix.pipeline.ray.jobs import restore_video_ray
 
         report = restore_video_ray(clip, out, settings, quiet=True)
     else:

@@ -148,16 +148,16 @@ if os.environ.get("VIDEOFIX_CORPUS_RAY") == "all":
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ctx.address_info["address"]
-    ray.shutdown()
+    pytest.importorskip("ray")
+    from videofix.pipeline.ray.cluster import embedded_cluster
+
+    with embedded_cluster(num_cpus=2) as address:  # as `restore --ray` starts it: a token, loopback only
+        yield address
 
 
 @pytest.mark.parametrize("name", RAY_SUBSET)
 def test_corpus_file_restores_on_ray(env, cluster, name, tmp_path):
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
     from videofix.io.segments import plan_segments
 
     cf = corpus_file(env, name)

@@ -349,13 +349,12 @@ def test_restore_dpx_sequence_to_dpx_sequence(face_scan, restored_scan, tmp_path
 def test_ray_runner_writes_the_same_sequence(face_scan, restored_scan, tmp_path):
     pytest.importorskip("ray")
     from videofix.io.sequence import sequence_spec
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
     from videofix.pipeline.local import RestoreSettings
 
     settings = RestoreSettings(weights=str(face_scan["weights"]), detector="dlib", device="cpu", temporal_radius=1,
                                parsing=False, batch_size=2, download=False)
     spec = sequence_spec(face_scan["pattern"], 24)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     report = restore_video_ray(spec, tmp_path / "ray" / "%04d.dpx", settings, segments=2, quiet=True)
     assert report["frames_written"] == 4
     assert report["ray"]["segments"] == 2 and sum(report["ray"]["segment_frames"]) == 4

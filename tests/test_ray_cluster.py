@@ -3,16 +3,21 @@
 The module starts its own cluster with the `ray start` command line: a head node
 (`--head --num-cpus 0`: no segment task can run there, only the driver and the restorer
 actor) and two worker nodes (`--address`, one CPU and a custom resource each), every node
-with its own `--temp-dir`, its own ports, the dashboard off and `RAY_AUTH_MODE=disabled`.
-Then `videofix batch --address` restores 6 small clips (9 frames, 3 segments each; two
-distinct contents, so the local reference runs twice, not six times) on it; as soon as
-a pass-2 segment task has started on one worker node, that node's raylet is killed (SIGKILL,
-by its pid). Ray re-runs the node's tasks on the other worker; the test checks that the job
-finishes there, that no segment was done twice (the job folder's events log), that
+with its own `--temp-dir`, its own ports, the dashboard off and token authentication on
+(`RAY_AUTH_MODE=token`, a fresh token in `RAY_AUTH_TOKEN`: the secure path is the tested
+path). Joining it without the token, or with a wrong one, is one line and exit code 7. Then
+`videofix batch --address` (the token in `$RAY_AUTH_TOKEN`) restores 6 small clips (9 frames,
+3 segments each; two distinct contents, so the local reference runs twice, not six times) on
+it; as soon as a pass-2 segment task has started on one worker node, that node's raylet is
+killed (SIGKILL, by its pid; the task's worker is frozen first and killed with it, as a
+machine going down takes every process: a worker outlives its raylet for as long as its
+task runs, and a task that ended between the look and the kill left nothing cut short).
+Ray re-runs the node's tasks on the other worker; the test checks that the job finishes
+there, that no segment was done twice (the job folder's events log), that
 videofix's stderr names the lost node and the segments it redid, and that every output
 decodes to the local runner's frames (FFV1, lossless). The same again through a Ray client
-(`--address ray://127.0.0.1:PORT`, the head's `--ray-client-server-port`), after a fresh
-worker node has joined.
+(`--address ray://127.0.0.1:PORT`, the head's `--ray-client-server-port`, the token in a file
+given with `--ray-token-file`), after a fresh worker node has joined.
 
 Loopback only. Ray 2.60 turns a 127.0.0.1 address into the machine's network address for
 multi-node clusters (`services.resolve_ip_for_localhost`), so its servers would listen on
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -145,8 +151,12 @@ class LocalCluster:
         self.client_port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: dict[str, dict] = {}  # name -> {"proc", "temp_dir", "log", "id"}
+        self.token = secrets.token_hex(32)  # the cluster's: every node, driver and client needs it
+        self.token_file = root / "token"
+        self.token_file.touch(mode=0o600)
+        self.token_file.write_text(self.token + "\n")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        self.env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+        self.env.update(HOME=str(root), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAY_USAGE_STATS_ENABLED="0",
                         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                         # node death noticed in ~5 s (a killed raylet refuses the checks at once)
                         RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="5",
@@ -197,7 +207,10 @@ class LocalCluster:
     def node_infos(self) -> list:
         from ray._raylet import GcsClient
 
-        return list(GcsClient(address=self.address).get_all_node_info(timeout=10).values())
+        from videofix.pipeline.ray.auth import token_environment
+
+        with token_environment(self.token):  # this process asks the GCS too: with the token
+            return list(GcsClient(address=self.address).get_all_node_info(timeout=10).values())
 
     def _wait_for(self, name: str, timeout: float = 240) -> None:
         node = self.nodes[name]
@@ -332,15 +345,30 @@ def _attempts(job: Path) -> list[dict]:
     return out
 
 
-def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str, victim: str, survivor: str):
+def _running_on(job: Path, node_id: str) -> list[tuple[tuple, int]]:
+    """((item, pass, segment, attempt), worker pid) of the pass-2 attempts that started on the
+    node and have not ended."""
+    attempts = _attempts(job)
+    ended = {(a["item"], a["pass"], a["segment"], a["attempt"]) for a in attempts if a["event"] == "end"}
+    return [((a["item"], a["pass"], a["segment"], a["attempt"]), a["pid"]) for a in attempts
+            if a["event"] == "start" and a["node"] == node_id and a["pass"] == 2
+            and (a["item"], a["pass"], a["segment"], a["attempt"]) not in ended]
+
+
+def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str, victim: str, survivor: str,
+                          token_file: bool = False):
     """`videofix batch --address ADDRESS` over the clips; kill `victim`'s raylet as soon as a
-    pass-2 task runs there. Returns (stderr, summary, attempts, kill time)."""
+    pass-2 task runs there. The cluster's token comes from $RAY_AUTH_TOKEN, or with
+    `token_file` from `--ray-token-file` alone. Returns (stderr, summary, attempts, kill time)."""
     job = out / ".videofix-job"
     victim_id = cluster.nodes[victim]["id"]
     cmd = [sys.executable, "-m", "videofix", "batch", *map(str, assets["clips"]), "--out", str(out),
            "--address", address, "--weights", str(assets["weights"]), "--segments", str(SEGMENTS), "--retries", "3",
            "--quiet", *CLI_OPTIONS]
     env = dict(cluster.env, VIDEOFIX_OFFLINE="1", PYTHONWARNINGS="ignore")
+    if token_file:
+        cmd += ["--ray-token-file", str(cluster.token_file)]
+        env = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
     err_path = out.parent / f"{out.name}.stderr"
     t0 = time.time()
     with open(err_path, "w") as err:
@@ -350,16 +378,27 @@ def run_job_losing_a_node(cluster: LocalCluster, assets, out: Path, address: str
     try:
         deadline = t0 + JOB_TIMEOUT
         while time.time() < deadline and proc.poll() is None and killed_at is None:
-            started = {(a["item"], a["pass"], a["segment"], a["attempt"]) for a in _attempts(job)
-                       if a["event"] == "start" and a["node"] == victim_id and a["pass"] == 2}
-            ended = {(a["item"], a["pass"], a["segment"], a["attempt"]) for a in _attempts(job)
-                     if a["event"] == "end"}
-            if started - ended:  # a segment is being restored on the victim: kill its node now
-                pid = cluster.raylet_pid(victim)
+            running = _running_on(job, victim_id)
+            if running:  # a segment is being restored on the victim: kill its node now
+                # A worker outlives its raylet for as long as its task needs (it hands the result
+                # to the driver itself): freeze the workers first, so a task this loop saw
+                # running cannot finish between the look and the kill (seen on a loaded machine)
+                raylet = cluster.raylet_pid(victim)
+                workers = {pid for _, pid in running} & set(_children(raylet))  # the victim's own workers
+                for pid in workers:
+                    with_suppress(os.kill, pid, signal.SIGSTOP)
+                still = {key for key, pid in _running_on(job, victim_id) if pid in workers}
+                if not still:  # they all ended meanwhile: let them go, look again
+                    for pid in workers:
+                        with_suppress(os.kill, pid, signal.SIGCONT)
+                    continue
+                pid = raylet
                 os.kill(pid, signal.SIGKILL)
                 killed_at = time.time()
+                for worker in workers:  # the node's processes die with it
+                    with_suppress(os.kill, worker, signal.SIGKILL)
                 print(f"killed the raylet of {victim} (node {victim_id}, pid {pid}) at {killed_at - t0:.1f} s, "
-                      f"while it ran pass-2 segments {sorted(started - ended)}")
+                      f"while it ran pass-2 segments {sorted(still)}")
             time.sleep(0.02)
         assert killed_at is not None, f"no pass-2 task ran on {victim}: {err_path.read_text()[-3000:]}"
         proc.wait(timeout=max(1.0, deadline - time.time()))
@@ -436,6 +475,50 @@ def check_job(cluster: LocalCluster, assets, out: Path, stderr: str, summary: di
     assert not list(out.glob(".*.videofix-*"))  # no partial output
 
 
+def test_joining_without_the_right_token_is_one_line_and_exit_7(cluster, tmp_path):
+    """`--address` (a GCS address, or `ray://`) with no token, or with a wrong one, is refused
+    with one line saying what to set, exit code 7, within seconds (Ray alone retries a
+    refusal for 20-30 s, a line a second, and then calls it a timeout)."""
+    from media import make_clip
+
+    cluster._wait_for("head")
+    clip = make_clip(tmp_path / "in.mkv", frames=4, size=(64, 48)).path
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text(secrets.token_hex(32))
+    home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
+    home.mkdir()
+    bare = {k: v for k, v in cluster.env.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    bare.update(HOME=str(home), VIDEOFIX_OFFLINE="1")
+    gcs, client = cluster.address, f"ray://127.0.0.1:{cluster.client_port}"
+    refused_without = "requires token authentication and no token was given: set RAY_AUTH_TOKEN or give " \
+                      "--ray-token-file FILE"
+    cases = [  # (command, address, options, environment, what the line says)
+        ("batch", gcs, [], bare, refused_without),
+        ("restore", client, [], bare, refused_without),
+        ("restore", gcs, ["--ray-token-file", str(wrong)], bare, f"refused the token from --ray-token-file {wrong}"),
+        ("batch", client, [], dict(bare, RAY_AUTH_TOKEN=wrong.read_text()), "refused the token from $RAY_AUTH_TOKEN"),
+    ]
+    procs = []  # all at once: each is a whole CLI start-up, and a refusal takes no cluster time
+    t = time.monotonic()
+    for k, (command, address, options, env, says) in enumerate(cases):
+        target = ["--out", str(tmp_path / f"out{k}")] if command == "batch" else ["-o", str(tmp_path / f"{k}.mkv"),
+                                                                                  "--ray"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "videofix", command, str(clip), *target, "--address",
+                                       address, *options, "--quiet", "--model", "identity"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for proc, (command, address, options, env, says) in zip(procs, cases):
+        _, stderr = proc.communicate(timeout=180)
+        took = time.monotonic() - t
+        lines = stderr.strip().splitlines()
+        assert proc.returncode == 7, stderr
+        assert len(lines) == 1, stderr
+        assert lines[0].startswith(f"videofix: error: the Ray cluster at {address} {says}"), lines[0]
+        assert took < 90, took  # 4 CLI start-ups on 2 loaded cores; Ray alone takes 20-30 s for each refusal
+        print(f"{command} --address {address} {' '.join(options)}: {took:.1f} s: {lines[0]}")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".mkv") and p.name != "in.mkv"]
+    assert not (home / ".ray").exists()
+
+
 def test_batch_on_a_cluster_losing_a_worker_node(cluster, assets, tmp_path):
     t0 = time.time()
     cluster.wait_ready()
@@ -460,5 +543,6 @@ def test_ray_client_on_a_cluster_losing_a_worker_node(cluster, assets, tmp_path)
     victim, survivor = live[0], live[1]
     out = tmp_path / "out"
     stderr, summary, attempts, killed_at = run_job_losing_a_node(
-        cluster, assets, out, f"ray://127.0.0.1:{cluster.client_port}", victim=victim, survivor=survivor)
+        cluster, assets, out, f"ray://127.0.0.1:{cluster.client_port}", victim=victim, survivor=survivor,
+        token_file=True)
     check_job(cluster, assets, out, stderr, summary, attempts, killed_at, victim=victim, survivor=survivor)

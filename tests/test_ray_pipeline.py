@@ -7,6 +7,7 @@ that dlib finds, with a keyframe every 4 frames so they cut into several segment
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,10 +56,11 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ctx.address_info["address"]
-    ray.shutdown()
+    """The embedded cluster of `restore --ray` (a fresh token, loopback only), 2 CPUs."""
+    from videofix.pipeline.ray.cluster import embedded_cluster
+
+    with embedded_cluster(num_cpus=2) as address:
+        yield address
 
 
 def assert_same_video(got, want):
@@ -73,7 +75,7 @@ def assert_same_video(got, want):
 
 
 def test_segments_give_the_local_runners_frames(assets, cluster, tmp_path):
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
 
     clip = assets["a"]
     local_out, local_report = assets["local"][clip.path.name]
@@ -98,19 +100,234 @@ def test_segments_give_the_local_runners_frames(assets, cluster, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary job folder gone
 
 
+# ============================================================================ security (#24)
+def _descendants(pid: int) -> set[int]:
+    """`pid` and every process below it (the embedded cluster's GCS, raylet, workers, agents)."""
+    parents = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                parents[int(d)] = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    tree, grew = {pid}, True
+    while grew:
+        below = {p for p, pp in parents.items() if pp in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return tree
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str, str, int]]:
+    """(pid, command name, address, port) of every TCP socket the processes listen on, read
+    from /proc (no `ss` needed)."""
+    import ipaddress
+
+    sockets = {}  # inode -> (address, port)
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_addr)  # the kernel's words, each in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            sockets[fields[9]] = (str(ipaddress.ip_address(raw)), int(hex_port, 16))
+    out = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in sockets:
+                out.append((pid, name, *sockets[target[8:-1]]))
+    return out
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def _network_address() -> str | None:
+    """This machine's address as another host sees it (how Ray finds it: the source address of
+    a UDP socket connected outwards; no packet is sent), or None when it has only loopback."""
+    import socket
+
+    for probe in ("8.8.8.8", "192.0.2.1", "10.255.255.255"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((probe, 9))
+            except OSError:
+                continue
+            if not s.getsockname()[0].startswith("127."):
+                return s.getsockname()[0]
+    return None
+
+
+STRANGER = """
+import os, sys
+import ray
+
+@ray.remote(num_cpus=0)
+def stranger():
+    return "STRANGER RAN CODE pid %d" % os.getpid()
+
+try:
+    ray.init(address=sys.argv[1], logging_level="ERROR")
+    print(ray.get(stranger.remote(), timeout=60))
+except Exception as exc:  # what the cluster answered
+    print("REFUSED", type(exc).__name__, (str(exc).splitlines() or [""])[0])
+"""
+
+
+def _stranger(address: str, home: Path, **env) -> subprocess.CompletedProcess:
+    """A Ray client with no token (none in its environment, none in its home) asking
+    `address` to run a task."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # a short patience (Ray would try for about 2 minutes where nothing answers): it is refused either way
+    clean.update(HOME=str(home), RAY_gcs_server_port_wait_time_s="1", RAY_py_gcs_connect_timeout_s="3",
+                 RAY_gcs_rpc_server_connect_timeout_s="1", **env)
+    return subprocess.run([sys.executable, "-c", STRANGER, address], env=clean, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_the_embedded_cluster_refuses_a_client_without_its_token(assets, tmp_path):
+    """`videofix restore --ray` (embedded): while it runs, a Ray client without the token,
+    connecting to the run's GCS by the machine's network address or by loopback, runs
+    nothing; every port of the run is bound to loopback; the token is in no file and on no
+    command line; the restore finishes with the local runner's frames."""
+    import queue
+    import threading
+
+    from videofix.errors import ClusterError
+    from videofix.pipeline.ray.auth import check_token
+
+    home = tmp_path / "home"  # the run's home folder: Ray must not write its token file there
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), VIDEOFIX_OFFLINE="1")
+    clip = assets["b"]
+    out = tmp_path / "ray.mkv"
+    cmd = [sys.executable, "-m", "videofix", "restore", str(clip.path), "-o", str(out), "--ray", "--segments", "2",
+           "--weights", str(assets["weights"]), *CLI_OPTIONS]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    said: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            said.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    stopped = False
+    try:
+        gcs = None
+        while gcs is None:  # the run says when its cluster is up, and where its GCS is
+            line = lines.get(timeout=300)
+            assert line is not None, f"the restore ended before its cluster was up: {''.join(said)[-3000:]}"
+            if "embedded cluster up at " in line:
+                gcs = line.split("embedded cluster up at ", 1)[1].split()[0]
+        host, port = gcs.rsplit(":", 1)
+        port = int(port)
+        assert host == "127.0.0.1", line
+        # hold the driver still, so its cluster stays up for as long as the strangers try (the
+        # cluster's processes run on: only the driver is stopped)
+        os.kill(proc.pid, signal.SIGSTOP)
+        stopped = True
+
+        tree = _descendants(proc.pid)
+        listening = _listening(tree)
+        assert ("gcs_server", port) in {(name, p) for _, name, _, p in listening}, listening
+        assert len({name for _, name, _, _ in listening}) >= 3, listening  # GCS, raylet, workers, agents...
+        wide = [entry for entry in listening if not _is_loopback(entry[2])]
+        assert not wide, f"the run listens beyond loopback: {wide}"
+        print("the run listens on:", sorted({(name, a, p) for _, name, a, p in listening}))
+
+        def environ(pid: int) -> dict:
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+                return dict(kv.split("=", 1) for kv in text.split("\0") if "=" in kv)
+            return {}
+
+        def cmdline(pid: int) -> list[str]:
+            with contextlib.suppress(OSError):
+                return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            return []
+
+        gcs_pid = next(pid for pid, name, _, p in listening if name == "gcs_server")
+        token = environ(gcs_pid).get("RAY_AUTH_TOKEN")  # set by the driver after it started: see its children
+        assert token and len(token) == 64, "the run's cluster holds no token of its own"
+        holders = [pid for pid in tree if environ(pid).get("RAY_AUTH_TOKEN") == token]
+        assert {name for pid, name, _, _ in listening if pid in holders} >= {"gcs_server", "raylet"}
+        assert all(environ(pid).get("RAY_AUTH_MODE") == "token" for pid in holders)
+        for pid in tree:  # command lines are readable by every user: the token is on none
+            assert not [arg for arg in cmdline(pid) if token in arg], pid
+        session = Path(next(a for a in cmdline(gcs_pid) if a.startswith("--log_dir=")).split("=", 1)[1]).parent
+
+        # the GCS answers the token only (the check `--address` makes before joining)
+        check_token(gcs, host, port, token, "the run")
+        with pytest.raises(ClusterError, match="requires token authentication and no token was given"):
+            check_token(gcs, host, port, None, "")
+
+        network = _network_address()
+        if network is not None:  # another host's view: nothing of the run is there to connect to
+            import socket
+
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((network, port), timeout=10).close()
+            got = _stranger(f"{network}:{port}", home)
+            assert "STRANGER RAN CODE" not in got.stdout and "REFUSED" in got.stdout, (got.stdout, got.stderr)
+        else:
+            print("this machine has no network address but loopback: the network-address client is not tried")
+        # on the machine itself, through loopback: the GCS answers, and refuses the missing token
+        got = _stranger(gcs, home, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # Ray keeps 127.0.0.1 as given
+        assert "STRANGER RAN CODE" not in got.stdout and "REFUSED" in got.stdout, (got.stdout, got.stderr)
+        assert "Authentication token is missing or incorrect" in got.stderr, got.stderr[-2000:]
+        assert proc.poll() is None  # all of this while the restore runs
+
+        os.kill(proc.pid, signal.SIGCONT)
+        stopped = False
+        proc.wait(timeout=600)
+    finally:
+        if stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    stderr = "".join(said)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert_same_video(out, assets["local"][clip.path.name][0])
+    assert not (home / ".ray").exists(), list((home / ".ray").iterdir())
+    leaked = [p for p in session.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert not leaked, f"the token is in {leaked}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the job folder is gone
+
+
 def _batch_cmd(assets, out, *extra):
     return [sys.executable, "-m", "videofix", "batch", str(assets["a"].path), str(assets["b"].path), "--out", str(out),
             "--weights", str(assets["weights"]), "--segments", "3", "--quiet", *CLI_OPTIONS, *extra]
 
 
 def test_batch_killed_midway_resumes_without_redoing_segments(assets, cluster, tmp_path):
-    from videofix.pipeline.distributed import RayOptions
-    from videofix.pipeline.jobs import JobDir, run_batch
+    from videofix.pipeline.ray.jobdir import JobDir
+    from videofix.pipeline.ray.jobs import run_batch
+    from videofix.pipeline.ray.options import RayOptions
 
     out = tmp_path / "out"
     job = JobDir(out / ".videofix-job")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"
     # its own embedded Ray: the kill takes the driver and that cluster down together (a lost driver)
     proc = subprocess.Popen(_batch_cmd(assets, out), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -261,7 +478,7 @@ def film_clips(assets):
 
 @pytest.mark.parametrize("name", ["film16", "interlaced"])
 def test_film_features_give_the_local_runners_frames(film_clips, assets, cluster, tmp_path, name):
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
 
     clip, local_out, local_report = film_clips[name]
     out = tmp_path / "ray.mkv"
@@ -296,7 +513,7 @@ def test_face_selection_and_paste_options_give_the_local_runners_frames(assets, 
     import cv2
 
     from test_face_selection import t1_face, two_people
-    from videofix.pipeline.distributed import restore_video_ray
+    from videofix.pipeline.ray.jobs import restore_video_ray
 
     clip = make_clip(tmp_path / "two.mkv", frames=8, size=(320, 240), gop=4, subtitles=False, content=two_people)
     ref = tmp_path / "ref.png"

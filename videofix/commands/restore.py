@@ -6,7 +6,8 @@ over; the output appears atomically when the run succeeds, the input is never wr
 With --ray the video is cut into keyframe-aligned segments restored in parallel on a Ray
 cluster (an embedded local one unless --address is given), with identical output frames.
 
-Exit codes: 0 ok, 2 usage, 3 bad input, 4 model file, 5 output, 6 device, 130 interrupted.
+Exit codes: 0 ok, 2 usage, 3 bad input, 4 model file, 5 output, 6 device, 7 Ray cluster
+(cannot be reached, or refused the token), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar or messages (errors still go to stderr)")
     r.add_argument("--ray", action="store_true", help="restore segments in parallel with Ray")
     r.add_argument("--address", default=None, help="Ray cluster to join (auto, ray://host:port); default: embedded")
+    r.add_argument("--ray-token-file", default=None, metavar="FILE",
+                   help="with --ray --address: file holding the cluster's token (default: $RAY_AUTH_TOKEN, "
+                        "$RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
     r.add_argument("--segments", type=int, default=None, metavar="N", help="with --ray: number of segments")
     r.add_argument("--segment-seconds", type=float, default=None, metavar="S", help="with --ray: target segment length")
     parser.set_defaults(func=run)
@@ -75,14 +79,14 @@ def run(args: argparse.Namespace) -> int:
         parse_fps(args.fps)
         raise UsageError("--fps applies to an image-sequence input (a pattern such as frames/%06d.dpx); "
                          "a video keeps its own timestamps")
-    if not args.ray and (args.address or args.segments or args.segment_seconds):
-        raise UsageError("--address, --segments and --segment-seconds need --ray")
+    if not args.ray and (args.address or args.segments or args.segment_seconds or args.ray_token_file):
+        raise UsageError("--address, --ray-token-file, --segments and --segment-seconds need --ray")
     if args.ray:
-        from videofix.pipeline.distributed import restore_video_ray
+        from videofix.pipeline.ray.jobs import restore_video_ray
 
         report = restore_video_ray(args.input, args.output, settings, address=args.address, segments=args.segments,
                                    segment_seconds=args.segment_seconds, report_path=args.report,
-                                   preview_path=args.preview, quiet=args.quiet)
+                                   preview_path=args.preview, quiet=args.quiet, token_file=args.ray_token_file)
     else:
         from videofix.pipeline.local import restore_video
 

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import av
 
+from videofix.atomic import temp_path
 from videofix.errors import InputError, OutputError
 from videofix.io.info import TimeRange, describe, open_input, parse_range
 from videofix.io.reader import VideoReader
 from videofix.io.timeline import frame_timeline
-from videofix.io.writer import finalize_output, temp_path_for
+from videofix.io.remux import finalize_output
 
 
 @dataclass
@@ -184,7 +185,7 @@ def join_segments(segment_files: list[str | os.PathLike], plan: SegmentPlan, sou
     if len(segment_files) != len(plan.segments):
         raise OutputError(f"{output}: {len(segment_files)} segment files for {len(plan.segments)} planned segments")
     out_path = Path(output)
-    joined = temp_path_for(out_path, "joined")
+    joined = temp_path(out_path, "joined")
     inputs = []
     out = None
     try:

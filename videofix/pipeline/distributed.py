@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
+from videofix import atomic
 from videofix.errors import ClusterError, InputError, UsageError
 from videofix.faces import FaceTrack
 from videofix.io import Segment, SegmentPlan, VideoWriter, open_segment, probe
@@ -792,10 +793,7 @@ def merge_pasters(figures: list[dict], options) -> object:
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """JSON under a temporary name in the same folder, then renamed (never half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=1))
 
 
 def sum_metrics(markers: list[dict]) -> dict[int, TrackMetrics]:

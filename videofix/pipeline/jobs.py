@@ -40,6 +40,7 @@ from pathlib import Path
 
 import ray
 
+from videofix import atomic
 from videofix.errors import ClusterError, InputError, UsageError, VideofixError
 from videofix.io import SegmentPlan, check_output, join_segments, plan_segments, probe
 from videofix.io.sequence import is_sequence_pattern, join_sequence
@@ -136,7 +137,7 @@ class JobDir:
         writers in the item folder and of the final mux next to `output`. Returns a count."""
         gone = 0
         d = self.item_dir(item_id)
-        candidates = list(d.glob(".seg-*")) + list(d.glob(".*.tmp-*"))
+        candidates = list(d.glob(".seg-*")) + list(d.glob(".*.videofix-*"))
         if output.parent.is_dir():
             candidates += list(output.parent.glob(f".{glob_escape(output.stem)}.videofix-*"))
         for p in candidates:
@@ -529,8 +530,7 @@ class JobRunner:
         it.timings["link"] = round(time.perf_counter() - t, 4)
         it.analysis = analysis
         it.parts = {}
-        analysis.save(self.job.item_dir(it.id) / ".analysis.json.tmp")
-        os.replace(self.job.item_dir(it.id) / ".analysis.json.tmp", self.job.item_dir(it.id) / "analysis.json")
+        atomic.write_with(self.job.item_dir(it.id) / "analysis.json", analysis.save)
 
     def _face_chooser(self):
         """The run's face-selection options (`FaceChooser`); references are embedded here,

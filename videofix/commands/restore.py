@@ -48,9 +48,9 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--preset", default=d.preset, help=f"encoder preset (default {d.preset})")
     e.add_argument("--pix-fmt", default=None, help="output pixel format (default: the source's)")
     e.add_argument("--encoder-threads", type=int, default=d.encoder_threads, metavar="N",
-                   help="encoder threads (default 0: reproducible, the same bytes on every run; libx264 then "
-                        "runs one thread). More libx264 threads encode faster, but its stream then differs "
-                        "slightly from run to run")
+                   help="encoder threads: 0 (default) = a fixed count, 16 frame threads for libx264 and 8 for "
+                        "libx265; N = N threads. Any fixed count gives the same bytes on every run and machine, "
+                        "whatever its number of cores; another count gives another stream")
     e.add_argument("--range", default=None, metavar="START:END",
                    help="restore only this part: seconds or HH:MM:SS.mmm from the first frame, whatever the "
                         "stream's start time (START included, END excluded)")

@@ -25,15 +25,20 @@ CODEC_ALIASES = {
     "ffv1": "ffv1", "lossless": "ffv1",
 }
 LOSSY_CODECS = {"libx264", "libx265"}
-# Reproducible encodes. libx264 in PyAV's build gives run-to-run different streams for the
-# same pictures whenever it runs more than one thread, frame or slice threads alike
-# (measured on 24 pictures: 2-3 distinct streams in 16 encodes with 4 or 8 threads, also on
-# one CPU; 1 stream in 48 encodes with 1 thread), and its "auto" thread count follows the
-# CPUs the process may use, so a Ray worker or a `taskset` run gave yet another stream.
-# So libx264 runs one thread unless asked otherwise (`--encoder-threads`). x265's frame
-# threads are deterministic at a fixed count (1 stream in 18 encodes on 1 and 2 CPUs), so it
-# gets a fixed count instead of "auto".
-X264_THREADS = 1
+# Reproducible encodes. The streams of libx264 and libx265 depend on how many threads code
+# them (x264's also on the kind: frame or slice threads), never on how many cores run those
+# threads: a count fixed here gives the same bytes on every machine, while "auto" (FFmpeg's
+# and x265's default) follows the CPUs the process may use (a Ray worker, `taskset`, another
+# machine). Measured (bench/results/encoder-threads-2026-12-03.md, tests/test_reproducible.py):
+# one stream per count in processes pinned to 1 and 2 cores; at 1080p 16 frame threads cost
+# the CPU time of one (no overhead), +180 MiB and +0.07% bytes, and let a 16-core machine
+# run the encode in parallel instead of one thread capping the whole run. x264 runs frame
+# threads: PyAV's default, slice threads, cost bits (+0.8% at 8) and scale worse.
+# Not a thread effect: at a few small sizes (96x64, 176x144 seen) PyAV's libx264 gives
+# run-to-run different streams even with one thread (valgrind: an uninitialised stack value
+# used in its lookahead); sizes from 256x192 to 1080p gave one stream in every run.
+X264_THREADS = 16
+X264_THREAD_TYPE = "FRAME"
 X265_THREADS = 8
 
 
@@ -158,6 +163,17 @@ def choose_pix_fmt(codec: str, source_pix_fmt: str, width: int, height: int,
         if cand in supported:
             return cand
     return supported[0]
+
+
+def encoder_threads(codec: str, threads: int = 0) -> tuple[int, str | None]:
+    """(thread_count, thread_type) for the codec context of an encode with `codec` (an FFmpeg
+    encoder name; `threads` 0 = the default). libx264: `threads or X264_THREADS` frame
+    threads. Others: `threads` as given (0 = FFmpeg's automatic count) and their own
+    threading: libx265's count is set by `encoder_options` (x265-params), and the intra
+    codecs (ffv1, prores_ks, dnxhd) code the same stream for any count."""
+    if codec == "libx264":
+        return threads or X264_THREADS, X264_THREAD_TYPE
+    return threads, None
 
 
 def encoder_options(codec: str, crf: int = 18, preset: str = "medium", threads: int = 0,

@@ -19,7 +19,14 @@ import av
 
 from videofix.atomic import AtomicFile, remove_stale, temp_path
 from videofix.errors import OutputError
-from videofix.io.codecs import check_codec_size, choose_pix_fmt, encoder_options, mastering_codec, resolve_codec
+from videofix.io.codecs import (
+    check_codec_size,
+    choose_pix_fmt,
+    encoder_options,
+    encoder_threads,
+    mastering_codec,
+    resolve_codec,
+)
 from videofix.io.info import TimeRange, VideoInfo, open_input, parse_range, probe
 from videofix.io.picture import _REPACK, AVCOL_SPC_RGB, LAYOUTS, Picture, default_matrix, matrix_to_tag
 from videofix.io.remux import finalize_output, refuse_same_path
@@ -90,9 +97,10 @@ class VideoWriter:
         crf, preset: quality settings for libx264 / libx265 (ignored for ffv1).
         pix_fmt: encoder pixel format; None = the source's (see `choose_pix_fmt`).
         options: extra encoder options (FFmpeg AVOptions, strings).
-        threads: encoder threads; 0 = the reproducible default (libx264: 1 thread, libx265:
-            8 frame threads; see `videofix.io.codecs.X264_THREADS`). More libx264 threads are faster but the
-            stream then varies from run to run.
+        threads: encoder threads; 0 = the default (libx264: `X264_THREADS` frame threads,
+            libx265: `X265_THREADS` frame threads; see `videofix.io.codecs`). Any fixed count
+            gives the same bytes on every machine and core count; another count gives another
+            (equally reproducible) stream.
 
     `write(picture, pts)` takes a `Picture` of the source size and its pts in
     `info.time_base`; pts must increase. `close()` flushes and returns the temporary path
@@ -132,7 +140,9 @@ class VideoWriter:
         s.time_base = info.time_base
         if info.avg_fps:
             cc.framerate = info.avg_fps
-        cc.thread_count = threads
+        cc.thread_count, thread_type = encoder_threads(self.codec, threads)
+        if thread_type is not None:
+            cc.thread_type = thread_type
         lay = LAYOUTS.get(self.pix_fmt)
         if lay is not None and lay.kind in ("rgb", "bgr", "gbr") or self.pix_fmt in ("bgr0", "rgb0"):
             cc.colorspace = AVCOL_SPC_RGB

@@ -47,7 +47,7 @@ class RestoreSettings:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
-    encoder_threads: int = 0  # 0: reproducible (libx264 one thread); N: faster, bytes may vary
+    encoder_threads: int = 0  # 0: the fixed default count (videofix.io.codecs); any fixed count is reproducible
     pix_fmt: str | None = None
     range: str | None = None
     upscale: int = 1
@@ -348,6 +348,7 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                 regions.setdefault(track_id, []).append(list(box))
 
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
+        prefetched = None
         try:
             total = analysis.frame_count if feed is None else (info.frame_count or None)
             with Progress(total, "restore", quiet, position=None if feed is None else 1) as bar:
@@ -361,7 +362,7 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                         frames_written += 1
                         bar.update(1)
 
-                decoded = prefetch(film.frames(reader), 8, timer, "decode")
+                decoded = prefetched = prefetch(film.frames(reader), 8, timer, "decode")
                 if feed is not None:  # a frame goes on once pass 1 has closed its shot
                     decoded = feed.gate(decoded)
                 if executor is not None:  # faces aligned in the threads, a few frames ahead
@@ -379,6 +380,8 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                     finished = restorer.finish()
                 emit(finished)
         finally:
+            if prefetched is not None:  # its decode thread stops before the reader's file closes (a crash after Ctrl-C)
+                prefetched.close()
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             writer.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from videofix import atomic
 from videofix.samples import astronaut_face, face_content, write_sample_clip
 
 
@@ -67,8 +68,6 @@ def make_clip(path: str | Path, width: int, height: int, faces: int, frames: int
     `shot_frames` > 0: a hard cut every `shot_frames` frames (`shot_content`)."""
     path = Path(path)
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
         content = shot_content(width, height, faces, shot_frames) if shot_frames > 0 else grid_content(width, height, faces)
-        write_sample_clip(tmp, content, frames, fps=fps)
-        tmp.rename(path)
+        atomic.write_with(path, lambda tmp: write_sample_clip(tmp, content, frames, fps=fps))
     return path

@@ -148,7 +148,7 @@ def make_clip(
     opts: dict[str, str] = {}
     if codec == "libx264":
         # one thread: libx264 with more threads gives run-to-run different streams (see
-        # videofix/io/writer.py X264_THREADS), and test clips must be the same on every run
+        # videofix/io/codecs.py X264_THREADS), and test clips must be the same on every run
         opts = {"crf": str(crf), "preset": "ultrafast" if bframes == 0 else "veryfast", "bf": str(bframes),
                 "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "threads": "1"}
         if open_gop:

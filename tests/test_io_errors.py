@@ -115,3 +115,51 @@ def test_cli_style_exit_code(tmp_path):
         probe(bad)
     except InputError as exc:
         assert _fail(str(exc), exc.exit_code) == 3
+
+
+def test_atomic_files_appear_whole_or_not_at_all(tmp_path):
+    from videofix import atomic
+
+    target = tmp_path / "report.json"
+    with pytest.raises(RuntimeError):
+        with atomic.AtomicFile(target) as f:
+            f.path.write_text("half")
+            raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []  # neither the name nor the temporary file
+    atomic.write_text(target, "whole")
+    assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
+
+
+def test_leftovers_of_dead_processes_are_found_and_only_those(tmp_path):
+    """`remove_stale` deletes what a process of this host that no longer runs left next to
+    the output; a live process's file, another host's (a shared folder) and other files stay."""
+    import subprocess
+    import sys
+
+    from videofix import atomic
+
+    out = tmp_path / "film.mkv"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid no longer runs
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        mine = atomic.temp_path(out, "video")
+        host = mine.name.split(".videofix-")[1].rsplit("-", 2)[0]
+        names = {
+            "dead": f".film.videofix-{host}-{dead.pid}-a1b2c3.video.mkv",
+            "dead_part": f".film.videofix-{host}-{dead.pid}-d4e5f6.part.mkv",
+            "alive": f".film.videofix-{host}-{alive.pid}-a1b2c3.video.mkv",
+            "other_host": f".film.videofix-elsewhere-{dead.pid}-a1b2c3.video.mkv",
+            "other_output": f".film2.videofix-{host}-{dead.pid}-a1b2c3.video.mkv",
+        }
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"x")
+        (tmp_path / names["dead"].replace(".video.mkv", ".staging")).mkdir()  # a sequence's staging folder
+        gone = atomic.remove_stale(out)
+        assert sorted(p.name for p in gone) == sorted([names["dead"], names["dead_part"],
+                                                      names["dead"].replace(".video.mkv", ".staging")])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["alive"], names["other_host"],
+                                                                    names["other_output"]])
+    finally:
+        alive.kill()
+        alive.wait()

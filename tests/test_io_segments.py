@@ -84,3 +84,72 @@ def test_ranged_plan(tmp_path):
     joined = join_segments(files, plan, clip.path, tmp_path / "joined.mkv")
     times = [t for t, _, _ in decode_frames(joined)]
     assert len(times) == 25 and times[0] == 0
+
+
+# ------------------------------------------------------------------ the join's guard
+def _three_equal_segments(tmp_path):
+    """A 36-frame clip in three 12-frame segments, each encoded to its own file (FFV1)."""
+    clip = make_clip(tmp_path / "in.mkv", frames=36, gop=12, audio=False, subtitles=False)
+    plan = plan_segments(clip.path, count=3)
+    assert [s.frame_count for s in plan.segments] == [12, 12, 12]
+    files, _ = encode_segments(clip.path, plan, tmp_path)
+    return clip, plan, files
+
+
+def _refused(files, plan, clip, tmp_path, *words) -> str:
+    out = tmp_path / "out" / "joined.mkv"
+    out.parent.mkdir(exist_ok=True)
+    with pytest.raises(OutputError) as e:
+        join_segments(files, plan, clip.path, out)
+    message = str(e.value)
+    assert "\n" not in message and all(w in message for w in words), message
+    assert list(out.parent.iterdir()) == []  # nothing under the output name, no temporary file
+    return message
+
+
+def test_join_refuses_overlapping_segments(tmp_path):
+    """Segment 1 encoded from frames 10..21 (two of segment 0's frames, the planned count)."""
+    clip, plan, files = _three_equal_segments(tmp_path)
+    info = probe(clip.path)
+    writer = VideoWriter(tmp_path / "seg001-shifted.mkv", info, codec="ffv1")
+    with open_video(clip.path) as reader:
+        for f in reader:
+            if 10 <= f.index < 22:
+                writer.write(f.picture, f.pts)
+    shifted = writer.commit()
+    _refused([files[0], shifted, files[2]], plan, clip, tmp_path, "seg001-shifted.mkv",
+             "cannot join: decode times overlap the previous segment")
+
+
+def test_join_refuses_duplicated_segments(tmp_path):
+    clip, plan, files = _three_equal_segments(tmp_path)
+    _refused([files[0], files[1], files[1]], plan, clip, tmp_path, "the same file is given for segments 1 and 2")
+    copy = tmp_path / "seg002-copy-of-1.mkv"
+    copy.write_bytes(files[1].read_bytes())  # segment 1 written twice, once in segment 2's place
+    _refused([files[0], files[1], copy], plan, clip, tmp_path, "seg002-copy-of-1.mkv", "decode times overlap")
+
+
+def test_join_refuses_missing_segments(tmp_path):
+    clip, plan, files = _three_equal_segments(tmp_path)
+    _refused(files[:2], plan, clip, tmp_path, "2 segment files for 3 planned segments")
+    _refused([files[0], files[1], tmp_path / "seg002-never-written.mkv"], plan, clip, tmp_path,
+             "seg002-never-written.mkv", "cannot read segment")
+
+
+def test_x264_segments_with_b_frames_join_in_matroska(tmp_path):
+    """Bug: libx264 at its default preset (B-frames) in Matroska segments: the container stores
+    no decode times, the first packets of each segment came back without one, and the join
+    failed in the muxer ("Invalid argument"). Decode times are now rebuilt for the whole video."""
+    clip = make_clip(tmp_path / "in.mkv", frames=36, size=(256, 192), gop=12, bframes=3, subtitles=False)
+    plan = plan_segments(clip.path, count=3)
+    info = probe(clip.path)
+    files = []
+    for seg in plan.segments:
+        with open_segment(clip.path, seg) as reader:
+            writer = VideoWriter(tmp_path / f"seg{seg.index}.mkv", info)  # libx264, preset medium
+            for f in reader:
+                writer.write(f.picture, f.pts)
+            files.append(writer.commit())
+    joined = join_segments(files, plan, clip.path, tmp_path / "joined.mkv")
+    assert [t for t, _, _ in decode_frames(joined)] == clip.times
+    np.testing.assert_array_equal(decode_audio(clip.path), decode_audio(joined))

@@ -395,7 +395,7 @@ def test_alpha_channels_are_the_source_files(tmp_path, pix_fmt, ext, codec):
 
 
 def _float_or_int_samples(frame) -> np.ndarray:
-    from videofix.io.sequence import _FLOAT_DTYPES, _plane_array
+    from videofix.io.sequence.writer import _FLOAT_DTYPES, _plane_array
 
     if frame.format.name in _FLOAT_DTYPES:  # to_ndarray has no half floats
         return np.stack([_plane_array(p, _FLOAT_DTYPES[frame.format.name], frame.width, frame.height).copy()

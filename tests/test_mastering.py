@@ -22,14 +22,9 @@ import media
 from conftest import TINY_CODEFORMER, run_cli
 from videofix.errors import OutputError
 from videofix.io import OutputFile, open_video, probe
-from videofix.io.writer import (
-    MASTERING_CODECS,
-    VideoWriter,
-    check_output,
-    choose_pix_fmt,
-    frames_to_timecode,
-    timecode_to_frames,
-)
+from videofix.io.codecs import MASTERING_CODECS, choose_pix_fmt
+from videofix.io.timecode import frames_to_timecode, timecode_to_frames
+from videofix.io.writer import VideoWriter, check_output
 
 W, H = 256, 192
 

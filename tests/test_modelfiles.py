@@ -130,7 +130,7 @@ def test_download_records_hash_and_checks_it(server, tmp_path, monkeypatch, caps
 
     path = modelfiles.resolve("codeformer")
     assert path == tmp_path / "cache" / "codeformer.pth" and path.read_bytes() == payload
-    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".part")] == []  # atomic: no leftovers
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # atomic: no temporary file left
     assert "downloading codeformer.pth" in capsys.readouterr().err
     hashes = json.loads((tmp_path / "cache" / "hashes.json").read_text())
     import hashlib

@@ -1,9 +1,12 @@
 """Reproducible encodes: the same input and settings give the same bytes.
 
-The cause found: libx264 in PyAV's build gives run-to-run different streams whenever it
-runs more than one thread, and its "auto" thread count follows the CPUs the process may
-use (a Ray worker, `taskset`, another machine). The writer therefore runs libx264 with one
-thread unless `--encoder-threads` asks for more (videofix/io/writer.py, X264_THREADS).
+An encoder's stream may depend on its thread count (libx264, libx265), never on the cores
+that run the threads; FFmpeg's "auto" count follows the CPUs the process may use (a Ray
+worker, `taskset`, another machine), so the writer fixes the count (videofix/io/codecs.py,
+X264_THREADS: 16 frame threads). Checked here in processes pinned to 1 core and to 2: the
+earlier finding that more than one libx264 thread gives run-to-run different streams would
+show as more than one stream per count; it did not (one stream per count at 256x192 and
+1080p, bench/results/encoder-threads-2026-12-03.md).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ ENCODE = textwrap.dedent("""
     import av
     from videofix.io import open_video, VideoWriter
     cpus, src, out, codec, threads = sys.argv[1:6]
-    os.sched_setaffinity(0, set(range(int(cpus))))
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:int(cpus)]))
     digests = []
     with open_video(src) as r:
         frames = [(f.picture, f.pts) for f in r]
@@ -54,7 +57,7 @@ def source(tmp_path_factory):
     return make_clip(d / "src.mkv", frames=24, size=(256, 192), codec="ffv1", audio=False, subtitles=False).path
 
 
-@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+@pytest.mark.parametrize("codec", ["libx264", "libx265", "ffv1", "prores"])
 def test_same_pictures_give_the_same_stream_on_any_cpu_count(tmp_path, source, codec):
     import os
 
@@ -63,6 +66,46 @@ def test_same_pictures_give_the_same_stream_on_any_cpu_count(tmp_path, source, c
     if cpus > 1:
         runs += stream_digests(tmp_path, source, codec, min(cpus, 4))
     assert len(runs) >= 4 and len(set(runs)) == 1, runs
+
+
+def test_a_fixed_libx264_thread_count_gives_one_stream_on_one_and_two_cores(tmp_path, source):
+    """4 threads and the default (16): each one stream, in processes pinned to 1 and to 2
+    cores; the counts give different streams (so the count really reaches x264)."""
+    import os
+
+    cpus = min(len(os.sched_getaffinity(0)), 2)
+    streams = {}
+    for threads in (4, 0):
+        runs = stream_digests(tmp_path, source, "libx264", 1, threads)
+        if cpus > 1:
+            runs += stream_digests(tmp_path, source, "libx264", cpus, threads)
+        assert len(runs) >= 4 and len(set(runs)) == 1, (threads, runs)
+        streams[threads] = runs[0]
+    assert streams[4] != streams[0]
+
+
+def test_libx264_runs_its_fixed_count_of_frame_threads(tmp_path, source):
+    """What x264 itself writes into the stream (its options, in the first packet's SEI): the
+    default is 16 frame threads (not slice threads, not FFmpeg's automatic count), and
+    --encoder-threads N gives N."""
+    import re
+
+    from videofix.io import VideoWriter, open_video
+
+    with open_video(source) as r:
+        frames = [(f.picture, f.pts) for f in r][:4]
+        info = r.info
+    seen = {}
+    for threads in (0, 3):
+        w = VideoWriter(tmp_path / f"t{threads}.mkv", info, threads=threads)
+        for p, pts in frames:
+            w.write(p, pts)
+        with av.open(str(w.close())) as c:
+            first = bytes(next(p for p in c.demux(video=0) if p.size))
+        options = re.search(rb"options: ([ -~]*)", first).group(1).decode().split()
+        seen[threads] = {k: v for k, v in (o.split("=", 1) for o in options if "=" in o)}
+    assert seen[0]["threads"] == "16" and seen[0]["sliced_threads"] == "0"
+    assert seen[3]["threads"] == "3" and seen[3]["sliced_threads"] == "0"
 
 
 def test_restore_twice_gives_the_same_file(tmp_path, small_weights):

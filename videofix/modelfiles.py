@@ -33,7 +33,7 @@ one ``ModelFileError`` line that names the file. ``check_state_dict`` compares a
 dict with the layout a network expects and names missing / unexpected keys and shape
 mismatches.
 
-This module imports nothing else from videofix except the error classes.
+This module imports nothing else from videofix except the error classes and `videofix.atomic`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +53,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from videofix import atomic
 from videofix.errors import ModelFileError, UsageError
 
 ENV_MODELS = "VIDEOFIX_MODELS"
@@ -352,10 +352,7 @@ def _read_hashes() -> dict[str, Any]:
 def _write_hashes(hashes: Mapping[str, Any]) -> None:
     target = _hashes_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".hashes.", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(hashes, f, indent=1, sort_keys=True)
-    os.replace(tmp, target)
+    atomic.write_text(target, json.dumps(hashes, indent=1, sort_keys=True))
 
 
 def _sha256(path: Path) -> str:
@@ -419,13 +416,12 @@ def _download(entry: ModelFile, target: Path, *, quiet: bool) -> Path:
 
 
 def _download_one(entry: ModelFile, url: str, target: Path, *, quiet: bool) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.filename}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
+    tmp = atomic.AtomicFile(target, "part")
     try:
         digest = hashlib.sha256()
         done = 0
         request = urllib.request.Request(url, headers={"User-Agent": "videofix"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=60) as response:
+        with open(tmp.path, "wb") as out, urllib.request.urlopen(request, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or entry.size
             started = last = time.monotonic()
             while chunk := response.read(_CHUNK):
@@ -445,7 +441,7 @@ def _download_one(entry: ModelFile, url: str, target: Path, *, quiet: bool) -> N
         expected = entry.sha256 or (_read_hashes().get(entry.filename) or {}).get("sha256")
         if expected and actual != expected:
             raise ModelFileError(f"{url}: SHA-256 {actual[:16]}... differs from {expected[:16]}...")
-        os.replace(tmp, target)
+        tmp.commit()
         st = target.stat()
         hashes = _read_hashes()
         hashes[entry.filename] = {"sha256": actual, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "url": url}
@@ -453,7 +449,7 @@ def _download_one(entry: ModelFile, url: str, target: Path, *, quiet: bool) -> N
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ModelFileError(f"{url}: {getattr(exc, 'reason', None) or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.discard()
 
 
 def _progress(filename: str, done: int, total: int | None, elapsed: float, end: str = "\r") -> None:
@@ -478,7 +474,8 @@ def extract_archive(path: str | os.PathLike) -> Path:
         return folder
     try:
         with zipfile.ZipFile(path) as archive:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=path.parent))
+            tmp = atomic.temp_path(folder, "unpack")
+            tmp.mkdir()
             archive.extractall(tmp)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelFileError(f"{path}: not a readable zip archive ({exc})") from None

@@ -93,7 +93,7 @@ def write_sample_clip(path: str | Path, content: Callable[[int], np.ndarray], fr
         v = out.add_stream(codec, rate=fps)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
         if codec == "libx264":
-            v.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}  # reproducible (see io.writer)
+            v.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}  # reproducible (see io.codecs)
         a = None
         if audio:
             a = out.add_stream("aac", rate=sample_rate)

@@ -299,9 +299,10 @@ class EncodeSettings(SettingsGroup):
                          absent={"vapoursynth": _NOT_IN_FRAME_HOSTS, "comfyui": _NOT_IN_FRAME_HOSTS})
     pix_fmt: str | None = option(None, "output pixel format", optional=True, none="the source's",
                                  absent={"vapoursynth": _NOT_IN_FRAME_HOSTS, "comfyui": _NOT_IN_FRAME_HOSTS})
-    encoder_threads: int = option(0, "encoder threads: 0 = reproducible (the same input and settings give the same "
-                                  "bytes on any machine; libx264 runs one thread); N > 0: faster, bytes may vary "
-                                  "between runs", lo=0, hi=64, metavar="N",
+    encoder_threads: int = option(0, "encoder threads: 0 = a fixed count (16 frame threads for libx264, 8 for "
+                                  "libx265); N = N threads. Any fixed count gives the same bytes on every run and "
+                                  "machine, whatever its number of cores; another count gives another stream",
+                                  lo=0, hi=64, metavar="N",
                                   absent={"vapoursynth": _NOT_IN_FRAME_HOSTS, "comfyui": _NOT_IN_FRAME_HOSTS})
     range: str | None = option(None, "restore only this part: seconds or HH:MM:SS.mmm from the first frame, whatever "
                                "the stream's start time (START included, END excluded)", kind="range",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from videofix.errors import VideofixError
+from videofix.errors import DeviceError, VideofixError
 
 from .types import Detection
 
@@ -69,7 +70,7 @@ def _serve() -> None:  # pragma: no cover - runs in the worker processes
     while True:
         try:
             rgb = pickle.load(stdin)
-        except EOFError:
+        except (EOFError, pickle.UnpicklingError, OSError):  # the parent closed the pipe, or died mid-write
             return
         if rgb is _STOP:
             return
@@ -77,8 +78,11 @@ def _serve() -> None:  # pragma: no cover - runs in the worker processes
             answer = ("ok", detector.detect(rgb))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             answer = ("error", f"{type(exc).__name__}: {exc}")
-        pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.flush()
+        try:
+            pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+            stdout.flush()
+        except OSError:  # the parent is gone (killed, or it stopped reading): nobody to answer;
+            os._exit(0)  # no exit-time flush of the broken pipe, no "Exception ignored" lines
 
 
 class _Worker:
@@ -95,6 +99,7 @@ class _Worker:
         self._waiting: deque[Future] = deque()
         self._lock = threading.Lock()
         self._ready = Future()
+        self.index = index
         threading.Thread(target=self._write, name=f"videofix-detect-send{index}", daemon=True).start()
         threading.Thread(target=self._read, name=f"videofix-detect-recv{index}", daemon=True).start()
 
@@ -134,12 +139,31 @@ class _Worker:
                 else:
                     future.set_exception(RuntimeError(f"face detection failed in a worker: {value}"))
         except (EOFError, OSError, pickle.UnpicklingError):
-            exc = VideofixError(f"face detection worker: {error}")
+            exc = self._ended() if error == "the detection worker exited" else None
+            exc = exc or VideofixError(f"face detection worker: {error}")
             if not self._ready.done():
                 self._ready.set_exception(exc)
             with self._lock:
                 while self._waiting:
                     self._waiting.popleft().set_exception(exc)
+
+    def _ended(self) -> VideofixError | None:
+        """The error of a worker that died (its pipe closed): killed by a signal (the OOM
+        killer's SIGKILL, most often) or exited; None if it still runs."""
+        try:
+            code = self.proc.wait(timeout=10)  # the pipe closes as it dies: reap it
+        except subprocess.TimeoutExpired:
+            return None
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+            hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+        else:
+            how, hint = f"exited with code {code}", ""
+        return DeviceError(f"face detection worker {self.index + 1} (pid {self.proc.pid}) {how}{hint}; "
+                           "the run stopped")
 
     def close(self) -> None:
         self._send.put(_STOP)

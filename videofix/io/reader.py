@@ -280,6 +280,13 @@ class VideoReader:
             yield item
 
     def _emit(self, index: int, tl: Timeline, at: int, frame, repeated: bool) -> DecodedFrame:
+        if (frame.width, frame.height) != (self.info.width, self.info.height):
+            # two recordings joined into one file (a `cat` of transport streams, a broadcast
+            # capture across a format change): one output stream cannot hold both sizes
+            raise InputError(f"{self.path}: frame {at} ({tl.seconds(min(at, len(tl) - 1)):.2f} s) is "
+                             f"{frame.width}x{frame.height}, the video starts at {self.info.width}x{self.info.height} "
+                             "(the picture size changes mid-stream; cut the file where it changes and restore "
+                             "each part)")
         # counted here, for the frames given out only (not the ones a seek decodes before them)
         if repeated:
             self.report.repeated_frames += 1

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import av
 
+from videofix.atomic import temp_path
 from videofix.errors import InputError, OutputError
 from videofix.io.info import TimeRange, describe, open_input, parse_range
 from videofix.io.reader import VideoReader
 from videofix.io.timeline import frame_timeline
-from videofix.io.writer import finalize_output, temp_path_for
+from videofix.io.remux import finalize_output
 
 
 @dataclass
@@ -179,66 +180,116 @@ def join_segments(segment_files: list[str | os.PathLike], plan: SegmentPlan, sou
                   output: str | os.PathLike) -> Path:
     """Concatenate encoded segment files (video only, same codec settings, source pts, in plan
     order) into `output`, then mux the source's audio/subtitles once (trimmed to the plan's
-    range) via `finalize_output`. Verifies per segment and in total that the frame counts
-    equal the plan's; a mismatch is an `OutputError`."""
+    range) via `finalize_output`.
+
+    Refused with a one-line `OutputError`, before anything is written: a file count other
+    than the plan's, a file given twice, a file that cannot be read or was encoded
+    differently, a segment whose frame count is not the plan's, one whose frames do not all
+    come after the previous segment's (overlapping or duplicated segments). Presentation
+    times are kept; decode times are rebuilt over the whole video (each segment's encoder
+    started its own), from the frames' order: the k-th frame decodes at the presentation
+    time of frame k - D in presentation order, D being the deepest reordering of the
+    stream (B-frames), so they increase strictly and never pass a frame's own time."""
     if len(segment_files) != len(plan.segments):
         raise OutputError(f"{output}: {len(segment_files)} segment files for {len(plan.segments)} planned segments")
+    first_use: dict[Path, int] = {}
+    for k, f in enumerate(segment_files):
+        key = Path(f).resolve()
+        if key in first_use:
+            raise OutputError(f"{f}: the same file is given for segments {first_use[key]} and {k}")
+        first_use[key] = k
     out_path = Path(output)
-    joined = temp_path_for(out_path, "joined")
-    inputs = []
+    joined = temp_path(out_path, "joined")
     out = None
     try:
+        pts = _segment_times(segment_files, plan)
+        dts = _decode_times(pts)
+        ref_container = _open_segment_file(segment_files[0])
+        try:
+            out = av.open(str(joined), "w")
+            vout = out.add_stream_from_template(ref_container.streams.video[0])
+        finally:
+            ref_container.close()
+        k = 0
         for f in segment_files:
+            c = _open_segment_file(f)
             try:
-                inputs.append(av.open(str(f)))
-            except av.error.FFmpegError as exc:
-                raise OutputError(f"{f}: cannot read segment ({exc})") from None
-        ref = inputs[0].streams.video[0]
-        ref_cc = ref.codec_context
-        for f, c in zip(segment_files, inputs):
-            cc = c.streams.video[0].codec_context
-            if (cc.name, cc.width, cc.height, cc.pix_fmt) != (ref_cc.name, ref_cc.width, ref_cc.height, ref_cc.pix_fmt):
-                raise OutputError(f"{f}: segment encoded differently ({cc.name} {cc.width}x{cc.height} "
-                                  f"{cc.pix_fmt}, first segment {ref_cc.name} {ref_cc.width}x{ref_cc.height} {ref_cc.pix_fmt})")
-            if bytes(cc.extradata or b"") != bytes(ref_cc.extradata or b""):
-                raise OutputError(f"{f}: segment codec headers differ from the first segment's "
-                                  "(encode all segments with identical settings)")
-        out = av.open(str(joined), "w")
-        vout = out.add_stream_from_template(ref)
-        last_dts = None
-        total = 0
-        for seg, f, c in zip(plan.segments, segment_files, inputs):
-            n = 0
-            for packet in c.demux(c.streams.video[0]):
-                if packet.size == 0:
-                    continue
-                packet.stream = vout
-                if packet.dts is not None:
-                    # each segment's encoder starts its dts a little before its first pts;
-                    # keep dts strictly increasing across the joins
-                    if last_dts is not None and packet.dts <= last_dts:
-                        packet.dts = last_dts + 1
-                    if packet.pts is not None and packet.dts > packet.pts:
-                        raise OutputError(f"{f}: cannot join: decode times overlap the previous segment")
-                    last_dts = packet.dts
-                out.mux(packet)
-                n += 1
-            if n != seg.frame_count:
-                raise OutputError(f"{f}: segment {seg.index} has {n} frames, the plan says {seg.frame_count}")
-            total += n
+                for packet in c.demux(c.streams.video[0]):
+                    if packet.size == 0:
+                        continue
+                    packet.stream = vout
+                    packet.dts = dts[k]
+                    out.mux(packet)
+                    k += 1
+            finally:
+                c.close()
         out.close()
         out = None
-        if total != plan.frame_count:
-            raise OutputError(f"{output}: joined {total} frames, the plan says {plan.frame_count}")
-        for c in inputs:
-            c.close()
-        inputs = []
+        if k != plan.frame_count:
+            raise OutputError(f"{output}: joined {k} frames, the plan says {plan.frame_count}")
         rng = parse_range(plan.range) if plan.range else None
         return finalize_output(joined, source, out_path, rng)
+    except av.error.FFmpegError as exc:
+        raise OutputError(f"{output}: cannot join the segments ({getattr(exc, 'strerror', None) or exc})") from None
     finally:
         if out is not None:
             out.close()
-        for c in inputs:
-            c.close()
         if joined.exists():
             joined.unlink()
+
+
+def _open_segment_file(f: str | os.PathLike):
+    try:
+        return av.open(str(f))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise OutputError(f"{f}: cannot read segment ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _segment_times(segment_files: list, plan: SegmentPlan) -> list[int]:
+    """Every segment's packets' presentation times, in decode order, checked against the plan
+    and against each other (see `join_segments`): the whole video's, concatenated."""
+    ref = None
+    times: list[int] = []
+    for seg, f in zip(plan.segments, segment_files):
+        c = _open_segment_file(f)
+        try:
+            if not c.streams.video:
+                raise OutputError(f"{f}: segment file holds no video")
+            s = c.streams.video[0]
+            cc = s.codec_context
+            this = (cc.name, cc.width, cc.height, cc.pix_fmt, s.time_base)
+            if ref is None:
+                ref, ref_extradata = this, bytes(cc.extradata or b"")
+            elif this != ref:
+                raise OutputError(f"{f}: segment encoded differently ({cc.name} {cc.width}x{cc.height} {cc.pix_fmt}, "
+                                  f"first segment {ref[0]} {ref[1]}x{ref[2]} {ref[3]})")
+            elif bytes(cc.extradata or b"") != ref_extradata:
+                raise OutputError(f"{f}: segment codec headers differ from the first segment's "
+                                  "(encode all segments with identical settings)")
+            pts = [p.pts for p in c.demux(s) if p.size]
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{f}: cannot read segment ({getattr(exc, 'strerror', None) or exc})") from None
+        finally:
+            c.close()
+        if any(p is None for p in pts):
+            raise OutputError(f"{f}: segment {seg.index} has frames without presentation times")
+        if pts and times and min(pts) <= max(times):
+            raise OutputError(f"{f}: cannot join: decode times overlap the previous segment "
+                              f"(segment {seg.index} starts at pts {min(pts)}, the segments before it end at "
+                              f"{max(times)}; a segment written twice or from the wrong frames)")
+        if len(pts) != seg.frame_count:
+            raise OutputError(f"{f}: segment {seg.index} has {len(pts)} frames, the plan says {seg.frame_count}")
+        if len(set(pts)) != len(pts):
+            raise OutputError(f"{f}: segment {seg.index} has two frames at one presentation time")
+        times += pts
+    return times
+
+
+def _decode_times(pts: list[int]) -> list[int]:
+    """Decode times for frames with presentation times `pts` (decode order, distinct): strictly
+    increasing, dts[k] <= pts[k] (see `join_segments`)."""
+    order = sorted(pts)
+    rank = {p: i for i, p in enumerate(order)}
+    depth = max([0] + [k - rank[p] for k, p in enumerate(pts)])
+    step = order[1] - order[0] if len(order) > 1 else 1
+    return [order[k - depth] if k >= depth else order[0] - (depth - k) * step for k in range_(len(pts))]

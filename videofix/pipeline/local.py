@@ -217,6 +217,7 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                 regions.setdefault(track_id, []).append(list(box))
 
         writer = BackgroundConsumer(encode, depth=8, timer=timer, stage="encode")
+        prefetched = None
         try:
             bar_total = analysis.frame_count if feed is None else total
             with Progress(bar_total, "restore", quiet, position=None if feed is None else 1) as bar:
@@ -230,7 +231,7 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                         frames_written += 1
                         bar.update(1)
 
-                decoded = prefetch(film.frames(reader), 8, timer, "decode")
+                decoded = prefetched = prefetch(film.frames(reader), 8, timer, "decode")
                 if feed is not None:  # a frame goes on once pass 1 has closed its shot
                     decoded = feed.gate(decoded)
                 if executor is not None:  # faces aligned in the threads, a few frames ahead
@@ -248,6 +249,8 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                     finished = restorer.finish()
                 emit(finished)
         finally:
+            if prefetched is not None:  # its decode thread stops before the reader's file closes (a crash after Ctrl-C)
+                prefetched.close()
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             writer.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from videofix import atomic
 from videofix.metrics import TrackMetrics, json_number
 from videofix.pipeline.analysis import FaceAnalysis
 
@@ -118,10 +119,7 @@ def model_files_used(settings, analysis: FaceAnalysis, film_report: dict) -> lis
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """Write JSON under a temporary name, then rename (never a half-written report)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(o):
@@ -241,9 +239,7 @@ class PreviewCollector:
         ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if not ok:
             return False
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
+        atomic.write_bytes(path, buf.tobytes())
         return True
 
 

@@ -26,15 +26,15 @@ import json
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 
+from videofix import atomic
 from videofix.errors import InputError, UsageError
 from videofix.io import SegmentPlan
 from videofix.io.sequence import is_sequence_pattern
 from videofix.pipeline.analysis import FaceAnalysis
-from videofix.settings import RestoreSettings
 from videofix.pipeline.ray.options import RayOptions
+from videofix.settings import RestoreSettings
 
 PLAN_VERSION = 1
 STATES = ("pending", "running", "done", "failed", "skipped")
@@ -42,10 +42,7 @@ STATES = ("pending", "running", "done", "failed", "skipped")
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """JSON under a temporary name in the same folder, then renamed (never half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=1))
 
 
 def read_marker(path: str | os.PathLike) -> dict | None:
@@ -141,9 +138,7 @@ class JobDir:
         return analysis if "film" in analysis.extra else None
 
     def save_analysis(self, item_id: str, analysis: FaceAnalysis) -> None:
-        tmp = self.item_dir(item_id) / ".analysis.json.tmp"
-        analysis.save(tmp)
-        os.replace(tmp, self.item_dir(item_id) / "analysis.json")
+        atomic.write_with(self.item_dir(item_id) / "analysis.json", analysis.save)
 
     def done_markers(self, item_id: str, plan: SegmentPlan, ext: str) -> dict[int, dict]:
         """The markers of the item's segments whose file is committed, by segment index."""
@@ -165,7 +160,7 @@ class JobDir:
         writers in the item folder and of the final mux next to `output`. Returns a count."""
         gone = 0
         d = self.item_dir(item_id)
-        candidates = list(d.glob(".seg-*")) + list(d.glob(".*.tmp-*"))
+        candidates = list(d.glob(".seg-*")) + list(d.glob(".*.videofix-*"))
         if output.parent.is_dir():
             candidates += list(output.parent.glob(f".{glob_escape(output.stem)}.videofix-*"))
         for p in candidates:

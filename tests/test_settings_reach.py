@@ -11,7 +11,8 @@ changes the output the way it should:
 * color luma: the chroma is the source's exactly (video: the U and V planes; RGB frames: a
   grey source stays grey, while color mode paints colour);
 * the face choices: max_faces 1 restores one of two faces (the other stays the source's),
-  min_face_size above every face restores none.
+  min_face_size above every face restores none, and so does min_detections above a track's
+  detections.
 
 Front-ends: the command line (in-process `videofix.cli.main`, an FFV1 4:4:4 file), the frames
 API (`restore_frames`), the VapourSynth function and the ComfyUI nodes (RGB frames: these
@@ -253,10 +254,22 @@ def test_face_choices_reach_the_selection(front, assets, tmp_path, monkeypatch):
     assert np.array_equal(none, source)
 
 
+@pytest.mark.parametrize("front", FRONTS)
+def test_min_detections_reaches_the_tracker(front, assets, tmp_path, monkeypatch):
+    """dlib finds the face in 5 of the 6 frames: a track must be seen in 100 frames (6 for a
+    clip or batch of 6) is dropped, and nothing is restored."""
+    kept, _ = run(front, assets, "one", {}, tmp_path, monkeypatch)
+    dropped, _ = run(front, assets, "one", {"min_detections": 100}, tmp_path, monkeypatch)
+    source = source_of(front, assets, "one")
+    assert not np.array_equal(kept, source)
+    assert np.array_equal(dropped, source)
+
+
 def test_every_front_end_has_every_setting_checked_here():
     """The settings above exist on every front-end (none needs a 'no such input' note)."""
     from videofix import settings as schema
 
-    for name in ("temporal_radius", "fidelity", "grain", "dtype", "blend", "color", "max_faces", "min_face_size"):
+    for name in ("temporal_radius", "fidelity", "grain", "dtype", "blend", "color", "max_faces", "min_face_size",
+                 "min_detections"):
         opt = schema.option_of(name)
         assert all(opt.exposed_in(f) for f in schema.FRONT_ENDS), name

@@ -218,6 +218,9 @@ class DetectionSettings(SettingsGroup):
                                    step=0.5, metavar="S")
     max_gap: int = option(5, "missed detections a track survives (filled by interpolation)", lo=0, hi=100,
                           metavar="N")
+    min_detections: int = option(2, "tracks detected in fewer frames than this are dropped (one-frame false "
+                                 "detections; a clip or batch shorter than this keeps tracks of all its frames)",
+                                 lo=1, hi=100, metavar="N")
     only_center_face: bool = option(False, "restore only the face closest to the frame centre (the track that is "
                                     "most often so)")
     largest_face: bool = option(False, "restore only the largest face (the track that is the largest in most of "

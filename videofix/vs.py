@@ -50,6 +50,7 @@ so every pixel outside the faces is bit-identical to the input in every format.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -240,8 +241,9 @@ class _ClipRestorer:
             s = self.settings
             survey = self.film.survey()
             analysis = analyze_frames(self.film.frames(self._source_frames(), survey), self.stages.detector,
-                                      frame_size=(self.clip.width, self.clip.height),
-                                      sigma=s.landmark_sigma, max_gap=s.max_gap, observer=survey)
+                                      frame_size=(self.clip.width, self.clip.height), observer=survey,
+                                      tracking=dataclasses.replace(
+                                          s, min_detections=min(s.min_detections, self.clip.num_frames)))
             self.film.finalize(analysis, survey)
             if self.chooser is not None and self.chooser.active:
                 analysis = self.chooser.apply(analysis, lambda: ((f.index, f.picture) for f in self._source_frames()))

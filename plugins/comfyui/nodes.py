@@ -325,7 +325,7 @@ def _references(face_ref) -> list | None:
 _FACE_REF = ("face_ref", ("IMAGE", {"tooltip": "photos of the people to restore (each image of the batch is one "
                                                "reference), matched by face identity"}))
 # which faces, and how much of each is pasted: after the film inputs, so saved UI workflows keep
-# their widget order; max_gap and face_ref_distance were added at the end
+# their widget order; max_gap, face_ref_distance and min_detections were added at the end
 _SELECT = ("only_center_face", "largest_face", "min_face_size", "max_faces", "det_threshold", "exclude", _FACE_REF)
 _PASTE = ("blend", "keep_regions", "occlusion")
 _FILM = ("color", "grain", "grain_seed", "dedup")
@@ -374,7 +374,8 @@ class VideofixRestoreFaces(_Node):
     FUNCTION = "restore"
     REQUIRED = (("images", ("IMAGE", {"tooltip": "consecutive frames of a video"})), ("model", (MODEL_TYPE,)),
                 "fidelity", "temporal_radius", "detector")
-    OPTIONAL = ("batch_size", "landmark_sigma", *_FILM, *_SELECT, *_PASTE, "max_gap", "face_ref_distance")
+    OPTIONAL = ("batch_size", "landmark_sigma", *_FILM, *_SELECT, *_PASTE, "max_gap", "face_ref_distance",
+                "min_detections")
 
     def restore(self, *args, **kwargs):
         own, values = self._split(self._bind(args, kwargs), ("images", "model", "face_ref"))
@@ -398,7 +399,7 @@ class VideofixDetectAndTrack(_Node):
     RETURN_NAMES = ("tracks", "track_count")
     FUNCTION = "detect"
     REQUIRED = (("images", ("IMAGE",)), ("model", (MODEL_TYPE,)), "detector")
-    OPTIONAL = ("landmark_sigma", "max_gap", *_SELECT, "face_ref_distance")
+    OPTIONAL = ("landmark_sigma", "max_gap", *_SELECT, "face_ref_distance", "min_detections")
 
     def detect(self, *args, **kwargs):
         own, values = self._split(self._bind(args, kwargs), ("images", "model", "face_ref"))

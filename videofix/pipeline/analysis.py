@@ -21,6 +21,7 @@ import numpy as np
 
 from videofix.faces import Detection, FaceTrack, TrackedFace, Tracker, smooth_track
 from videofix.io.picture import Picture
+from videofix.settings import DetectionSettings
 
 DETECTION_SHORT_SIDE = 640  # the official pipeline resizes so the short side is 640
 
@@ -310,14 +311,17 @@ class TrackLinker:
     `min_detections` frames dropped, ids renumbered in order of appearance) and adds them to
     `analysis`, whose cuts, soft cuts and transitions grow frame by frame. `finish` closes the
     last shot and returns the whole `FaceAnalysis`, the same as linking all frames at once
-    (`link_detections`). sigma, max_gap, min_detections: see `link_detections`.
+    (`link_detections`). tracking: the tracking settings (`videofix.settings.DetectionSettings`
+    or any settings object with them: landmark_sigma, max_gap, min_detections); None = the
+    defaults.
     """
 
-    def __init__(self, *, detector_name: str, frame_size: tuple[int, int], sigma: float = 2.0, max_gap: int = 5,
-                 min_detections: int = 2, cut_detector: str = "transnetv2"):
-        self.sigma = float(sigma)
-        self.min_detections = int(min_detections)
-        self.tracker = Tracker(max_gap=max_gap)
+    def __init__(self, *, detector_name: str, frame_size: tuple[int, int], tracking: DetectionSettings | None = None,
+                 cut_detector: str = "transnetv2"):
+        tracking = tracking if tracking is not None else DetectionSettings()
+        self.sigma = float(tracking.landmark_sigma)
+        self.min_detections = int(tracking.min_detections)
+        self.tracker = Tracker(max_gap=int(tracking.max_gap))
         self.analysis = FaceAnalysis(frame_count=0, cuts=[], tracks=[], detector=detector_name,
                                      frame_size=frame_size, cut_detector=cut_detector)
         self.frames = 0  # frames linked so far (the next frame's index, counted from 0)
@@ -361,19 +365,18 @@ class TrackLinker:
 
 
 def link_detections(per_frame: Iterable[FrameDetections], *, detector_name: str, frame_size: tuple[int, int],
-                    sigma: float = 2.0, max_gap: int = 5, min_detections: int = 2,
-                    cut_detector: str = "transnetv2") -> FaceAnalysis:
+                    tracking: DetectionSettings | None = None, cut_detector: str = "transnetv2") -> FaceAnalysis:
     """Link the detections of all frames of a video (in order, streamed) into smoothed tracks.
 
     Detections are linked as they come (nothing per frame is kept but the tracks' own
-    landmarks), so memory stays small on long films. sigma: landmark smoothing in frames
-    (0 = off); max_gap: misses a track survives (filled by interpolation); tracks detected in
-    fewer than `min_detections` frames are dropped (flash false positives). Track ids are
-    renumbered 0.. in order of appearance so runs and reports are stable. (`TrackLinker`
-    does this shot by shot.)
+    landmarks), so memory stays small on long films. tracking (`DetectionSettings`, None =
+    the defaults): landmark_sigma, landmark smoothing in frames (0 = off); max_gap, misses a
+    track survives (filled by interpolation); tracks detected in fewer than min_detections
+    frames are dropped (flash false positives). Track ids are renumbered 0.. in order of
+    appearance so runs and reports are stable. (`TrackLinker` does this shot by shot.)
     """
-    linker = TrackLinker(detector_name=detector_name, frame_size=frame_size, sigma=sigma, max_gap=max_gap,
-                         min_detections=min_detections, cut_detector=cut_detector)
+    linker = TrackLinker(detector_name=detector_name, frame_size=frame_size, tracking=tracking,
+                         cut_detector=cut_detector)
     for fd in per_frame:
         linker.push(fd)
     return linker.finish()
@@ -384,16 +387,16 @@ def detector_choice(detector) -> str:
     return getattr(detector, "choice", None) or f"{detector.name}: requested"
 
 
-def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int], sigma: float = 2.0,
-                   max_gap: int = 5, min_detections: int = 2, short_side: int = DETECTION_SHORT_SIDE,
+def analyze_frames(frames: Iterable, detector, *, frame_size: tuple[int, int],
+                   tracking: DetectionSettings | None = None, short_side: int = DETECTION_SHORT_SIDE,
                    progress: Callable[[int], None] | None = None, observer=None, pool=None,
                    shots=None) -> FaceAnalysis:
     """Pass 1 over decoded frames: detect, find shot boundaries, link tracks, smooth landmarks
-    (`observer`, `pool`, `shots`: see `detect_frames`)."""
+    (`tracking`: see `link_detections`; `observer`, `pool`, `shots`: see `detect_frames`)."""
     shots = shots if shots is not None else make_shot_detector(detector_device(detector))
     analysis = link_detections(detect_frames(frames, detector, short_side=short_side, progress=progress,
                                              observer=observer, pool=pool, shots=shots),
-                               detector_name=detector.name, frame_size=frame_size, sigma=sigma,
-                               max_gap=max_gap, min_detections=min_detections, cut_detector=shots.name)
+                               detector_name=detector.name, frame_size=frame_size, tracking=tracking,
+                               cut_detector=shots.name)
     analysis.extra["detector_choice"] = detector_choice(detector)
     return analysis

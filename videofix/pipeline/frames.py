@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -58,7 +59,7 @@ from videofix.io.reader import DecodedFrame
 from videofix.pipeline.analysis import DETECTION_SHORT_SIDE, FaceAnalysis, analyze_frames
 from videofix.pipeline.factory import LoadedStages, make_engine
 from videofix.pipeline.restoration import FacePaster, FaceRestorationPass, upscale_picture
-from videofix.settings import RestoreSettings
+from videofix.settings import DetectionSettings, RestoreSettings
 
 __all__ = [
     "FrameBatch",
@@ -191,7 +192,8 @@ def detect_and_track(frames, detector, *, settings: RestoreSettings | None = Non
             (`create_detector(score_threshold=)`).
         short_side: detection image short side (the official 640).
         min_detections: tracks detected in fewer frames are dropped (flash false positives);
-            default 2, or 1 for a single frame (a still image keeps its faces).
+            default: the settings' `min_detections` (2), at most the batch's length (a still
+            image keeps its faces).
         progress: called with 1 after each frame.
         reference_images: face photos (uint8 HxWx3 **RGB** arrays or float 0..1) used as
             `settings.face_ref` (restore only those people, or all but them with `exclude`).
@@ -205,14 +207,13 @@ def detect_and_track(frames, detector, *, settings: RestoreSettings | None = Non
     batch = frames if isinstance(frames, FrameBatch) else FrameBatch.wrap(frames)
     settings = settings or RestoreSettings()
     chooser = FaceChooser.from_settings(settings, detector, reference_images=reference_images)
-    if min_detections is None:
-        min_detections = 2 if len(batch) > 1 else 1
+    if min_detections is None:  # a track cannot be seen in more frames than the batch has
+        min_detections = min(settings.min_detections, len(batch))
+    tracking = dataclasses.replace(DetectionSettings.take(settings), min_detections=min_detections)
     plan = FilmPlan.for_frames(settings)
     survey = plan.survey()
     analysis = analyze_frames(plan.frames(batch.decoded_frames(), survey), detector, frame_size=batch.size,
-                              sigma=settings.landmark_sigma, max_gap=settings.max_gap,
-                              min_detections=min_detections, short_side=short_side, progress=progress,
-                              observer=survey)
+                              tracking=tracking, short_side=short_side, progress=progress, observer=survey)
     plan.finalize(analysis, survey)
     if chooser.active:
         analysis = chooser.apply(analysis, lambda: ((i, batch.rgb[i]) for i in range(len(batch))))

@@ -84,8 +84,8 @@ def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time
         with Progress(total, "detect ", quiet) as bar:
             t0 = time.perf_counter()
             analysis = analyze_frames(prefetch(frames, 8, timer, "decode_pass1"), detector,
-                                      frame_size=(info.width, info.height), sigma=settings.landmark_sigma,
-                                      max_gap=settings.max_gap, progress=bar.update, observer=survey, pool=pool,
+                                      frame_size=(info.width, info.height), tracking=settings,
+                                      progress=bar.update, observer=survey, pool=pool,
                                       shots=make_shot_detector(resolve_device(settings.device)))
             timer.add("detect_and_track", time.perf_counter() - t0 - timer.seconds.get("decode_pass1", 0.0))
     if film is not None:
@@ -179,7 +179,7 @@ def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, setting
 
     shots = make_shot_detector(stages.device)
     linker = TrackLinker(detector_name=stages.detector.name, frame_size=(info.width, info.height),
-                         sigma=settings.landmark_sigma, max_gap=settings.max_gap, cut_detector=shots.name)
+                         tracking=settings, cut_detector=shots.name)
     # pass 1's own plan object: the same decisions, its own counters (the threads do not share them)
     film1 = dataclasses.replace(film, seconds=dict.fromkeys(film.seconds, 0.0), frames_deinterlaced=0,
                                 frames_upscaled=0)

@@ -306,8 +306,7 @@ class JobRunner:
         info = probe(it.input)
         frames = join_detections(parts)
         analysis = link_detections(frames, detector_name=parts[0].detector,
-                                   frame_size=(info.width, info.height), sigma=self.settings.landmark_sigma,
-                                   max_gap=self.settings.max_gap)
+                                   frame_size=(info.width, info.height), tracking=self.settings)
         # the film survey of the whole video, then the same decisions as the local runner
         from videofix.film.plan import FilmSurvey
 

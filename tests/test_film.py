@@ -311,7 +311,10 @@ def test_grain_around_the_face_is_matched_inside_it(tmp_path, flat_weights):
     assert abs(float(np.mean(ratios)) - 1.0) < GRAIN_TOLERANCE, ratios
     assert all(abs(r - 1.0) < 1.5 * GRAIN_TOLERANCE for r in ratios), ratios
     img = cv2.imread(str(preview))
-    zoom = img.shape[0] // len(report["tracks"][0]["frames"][:3])
+    from videofix.pipeline.report import PreviewCollector
+
+    rows = len(report["tracks"][0]["frames"][:3])  # each row: a label strip above the pictures
+    zoom = img.shape[0] // rows - PreviewCollector.LABEL_HEIGHT
     assert img.shape[1] >= 2 * 640 + 3 * zoom - 2  # before | without grain | with grain
 
 

@@ -527,3 +527,28 @@ def test_face_selection_and_paste_options_give_the_local_runners_frames(assets, 
     assert report["selection"] == local["selection"] and list(local["selection"]["dropped"].values()) == [
         "face_ref_excluded"]
     assert report["tracks"] == local["tracks"] and len(local["tracks"]) == 1 and local["faces_restored"] == 8
+
+
+def test_core_settings_reach_the_ray_segments(assets, cluster, tmp_path):
+    """The settings travel to the Ray tasks and actors (issue 25): with the temporal radius,
+    fidelity, blend, grain and colour mode changed together, the segmented run equals the local
+    run with the same settings, which differs from the local run with the module's settings. A
+    runner that dropped any one of them would give that setting's default there, and not the
+    local output (each changes the local output alone: tests/test_settings_reach.py)."""
+    import dataclasses
+
+    from videofix.pipeline.ray.jobs import restore_video_ray
+
+    clip = assets["b"]
+    base_out, _ = assets["local"][clip.path.name]
+    changed = dataclasses.replace(assets["settings"], temporal_radius=0, fidelity=1.0, blend=0.7, grain="off",
+                                  color="luma")
+    local = restore_video(clip.path, tmp_path / "local.mkv", changed, quiet=True)
+    report = restore_video_ray(clip.path, tmp_path / "ray.mkv", changed, segments=3, quiet=True)
+    assert report["ray"]["segments"] == 3
+    changed_frames = [p for _, p, _ in decode_frames(tmp_path / "local.mkv")]
+    base_frames = [p for _, p, _ in decode_frames(base_out)]
+    assert any(not np.array_equal(x, y) for a, b in zip(changed_frames, base_frames) for x, y in zip(a, b))
+    assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
+    assert report["faces_restored"] == local["faces_restored"] > 0
+    assert report["film"]["luma_only_faces"] == local["film"]["luma_only_faces"] > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import pickle
 import re
 import sys
@@ -224,3 +225,61 @@ def test_readme_option_tables_are_the_schemas():
     for name, opt, default in schema.options("cli"):
         row = next(line for line in block.group(1).splitlines() if line.startswith(f"| `{flag(name)}`"))
         assert f"| {schema.default_text(opt, default)} |" in row, name
+
+
+PROBE = '''
+import inspect, json, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+sys.path[:0] = [str(root), str(root / "tests")]
+from _pytest.monkeypatch import MonkeyPatch
+from videofix.cli import build_parser
+from videofix.commands.options import settings_from_args
+import videofix.vs
+from test_comfyui_nodes import import_pack
+
+args = build_parser("restore").parse_args(["restore", "in.mkv", "-o", "out.mkv", "--probe-option", "7"])
+(root / "models").mkdir()
+module, _ = import_pack(MonkeyPatch(), root / "models", video_api=True)
+nodes = {key: [name for name in cls.INPUT_TYPES().get("optional", {})]
+         for key, cls in module.NODE_CLASS_MAPPINGS.items()}
+print(json.dumps({"cli": settings_from_args(args).probe_option,
+                  "vs": inspect.signature(videofix.vs.restore_faces).parameters["probe_option"].default,
+                  "comfy": {k: v[-1] for k, v in nodes.items() if "probe_option" in v},
+                  "widget": module.NODE_CLASS_MAPPINGS["VideofixDetectAndTrack"].INPUT_TYPES()["optional"]
+                  ["probe_option"][1]}))
+'''
+
+
+def test_an_option_added_to_the_schema_alone_reaches_every_front_end(tmp_path):
+    """Adding a setting is an edit of the schema (and of the stage that reads it), nothing else
+    (#21): a copy of the package whose settings.py alone gains an option has it on the command
+    line (parsed into the settings), in the VapourSynth function's signature with its default,
+    and on the ComfyUI nodes that take its group, appended last (saved workflows keep their
+    widget order) with its range."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "tree"
+    for part in ("videofix", "plugins", "tests", "__init__.py"):
+        src = root / part
+        if src.is_dir():
+            skip = ("__pycache__", "data") if part == "tests" else ("__pycache__",)  # tests/data: 11 MB of arrays
+            shutil.copytree(src, copy / part, ignore=shutil.ignore_patterns(*skip))
+        else:
+            shutil.copy(src, copy / part)
+    settings = copy / "videofix" / "settings.py"
+    text = settings.read_text()
+    anchor = "    only_center_face: bool = option("
+    assert text.count(anchor) == 1
+    settings.write_text(text.replace(anchor, '    probe_option: int = option(3, "an option added for this test", '
+                                             'lo=0, hi=9, added=99)\n' + anchor))
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(copy)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["cli"] == 7 and got["vs"] == 3
+    assert got["comfy"] == {"VideofixRestoreFaces": "probe_option", "VideofixDetectAndTrack": "probe_option",
+                            "VideofixRestoreFacesVideo": "probe_option"}
+    assert got["widget"]["default"] == 3 and (got["widget"]["min"], got["widget"]["max"]) == (0, 9)

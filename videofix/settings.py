@@ -66,6 +66,10 @@ class Option:
     step: a widget step (ComfyUI).
     metavar: the command line's placeholder for the value.
     absent: front-end -> why it has no such input (every other front-end has it).
+    added: 0 for the options of the first release; a later option says the release number
+        that added it. Hosts that keep inputs by position (ComfyUI's saved UI workflows keep
+        widget values in order) append every option with `added` > 0 after their own inputs,
+        in (added, declaration) order, so adding an option here is all a front-end needs.
     """
 
     help: str
@@ -81,6 +85,7 @@ class Option:
     step: float | None = None
     metavar: str | None = None
     absent: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    added: int = 0
 
     def exposed_in(self, front_end: str) -> bool:
         return front_end not in self.absent
@@ -217,10 +222,10 @@ class DetectionSettings(SettingsGroup):
     landmark_sigma: float = option(2.0, "landmark smoothing along each track, in frames (0 = off)", lo=0.0, hi=20.0,
                                    step=0.5, metavar="S")
     max_gap: int = option(5, "missed detections a track survives (filled by interpolation)", lo=0, hi=100,
-                          metavar="N")
+                          metavar="N", added=1)
     min_detections: int = option(2, "tracks detected in fewer frames than this are dropped (one-frame false "
                                  "detections; a clip or batch shorter than this keeps tracks of all its frames)",
-                                 lo=1, hi=100, metavar="N")
+                                 lo=1, hi=100, metavar="N", added=2)
     only_center_face: bool = option(False, "restore only the face closest to the frame centre (the track that is "
                                     "most often so)")
     largest_face: bool = option(False, "restore only the largest face (the track that is the largest in most of "
@@ -236,7 +241,7 @@ class DetectionSettings(SettingsGroup):
     face_ref_distance: float | None = option(None, "identity match threshold", kind="float", lo=0.0, hi=2.0,
                                              lo_open=True,
                                              optional=True, none="dlib 0.5 Euclidean, ArcFace 0.65 cosine distance",
-                                             unset=0.0, step=0.05, metavar="D")
+                                             unset=0.0, step=0.05, metavar="D", added=1)
 
 
 @dataclass
@@ -360,6 +365,16 @@ def options(front_end: str | None = None) -> Iterator[tuple[str, Option, Any]]:
         for name, opt, default in group.options():
             if front_end is None or opt.exposed_in(front_end):
                 yield name, opt, default
+
+
+def later_options(groups, front_end: str, listed=()) -> tuple[str, ...]:
+    """The options of `groups` added after the first release (`Option.added` > 0), exposed in
+    `front_end` and not in `listed`, in (added, declaration) order: what a positional host
+    appends after its own inputs."""
+    order = {name: i for i, (name, _, _) in enumerate(options())}
+    later = [(opt.added, order[name], name) for group in groups for name, opt, _ in group.options()
+             if opt.added > 0 and opt.exposed_in(front_end) and name not in listed]
+    return tuple(name for _, _, name in sorted(later))
 
 
 def option_of(name: str) -> Option:

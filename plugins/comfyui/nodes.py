@@ -246,17 +246,23 @@ def widget(name: str) -> tuple:
 class _Node:
     """A node whose inputs are listed in order (`REQUIRED`, `OPTIONAL`): names of settings
     (their widget comes from the schema) or (name, ComfyUI input spec) for the node's own
-    inputs. The order is the widgets' order in saved UI workflows: new inputs go at the end."""
+    inputs. The order is the widgets' order in saved UI workflows: new inputs go at the end.
+    `GROUPS`: the settings groups the node takes; their options added after the first release
+    (`Option.added`) are appended to `OPTIONAL` by themselves, in the order they were added, so
+    a new option of the schema reaches the node without an edit here."""
 
     DESCRIPTION = ""
     CATEGORY = CATEGORY
     REQUIRED: tuple = ()
     OPTIONAL: tuple = ()
+    GROUPS: tuple = ()
 
     def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        listed = {cls._spec(i)[0] for i in (*cls.REQUIRED, *cls.OPTIONAL)}
+        cls.OPTIONAL = (*cls.OPTIONAL, *schema.later_options(cls.GROUPS, "comfyui", listed))
         # The node's function takes its inputs by name (and in order): say so in its signature,
         # which ComfyUI and scripts read, instead of the generic (*args, **kwargs).
-        super().__init_subclass__(**kwargs)
         fn = cls.__dict__.get(getattr(cls, "FUNCTION", ""))
         if fn is None or not cls.REQUIRED:
             return
@@ -325,7 +331,8 @@ def _references(face_ref) -> list | None:
 _FACE_REF = ("face_ref", ("IMAGE", {"tooltip": "photos of the people to restore (each image of the batch is one "
                                                "reference), matched by face identity"}))
 # which faces, and how much of each is pasted: after the film inputs, so saved UI workflows keep
-# their widget order; max_gap, face_ref_distance and min_detections were added at the end
+# their widget order; options added later (max_gap, face_ref_distance, min_detections, ...: the
+# schema's Option.added) follow by themselves (_Node.GROUPS)
 _SELECT = ("only_center_face", "largest_face", "min_face_size", "max_faces", "det_threshold", "exclude", _FACE_REF)
 _PASTE = ("blend", "keep_regions", "occlusion")
 _FILM = ("color", "grain", "grain_seed", "dedup")
@@ -374,8 +381,8 @@ class VideofixRestoreFaces(_Node):
     FUNCTION = "restore"
     REQUIRED = (("images", ("IMAGE", {"tooltip": "consecutive frames of a video"})), ("model", (MODEL_TYPE,)),
                 "fidelity", "temporal_radius", "detector")
-    OPTIONAL = ("batch_size", "landmark_sigma", *_FILM, *_SELECT, *_PASTE, "max_gap", "face_ref_distance",
-                "min_detections")
+    OPTIONAL = ("batch_size", "landmark_sigma", *_FILM, *_SELECT, *_PASTE)
+    GROUPS = (schema.DetectionSettings, schema.TemporalSettings, schema.PasteSettings, schema.FilmSettings)
 
     def restore(self, *args, **kwargs):
         own, values = self._split(self._bind(args, kwargs), ("images", "model", "face_ref"))
@@ -399,7 +406,8 @@ class VideofixDetectAndTrack(_Node):
     RETURN_NAMES = ("tracks", "track_count")
     FUNCTION = "detect"
     REQUIRED = (("images", ("IMAGE",)), ("model", (MODEL_TYPE,)), "detector")
-    OPTIONAL = ("landmark_sigma", "max_gap", *_SELECT, "face_ref_distance", "min_detections")
+    OPTIONAL = ("landmark_sigma", "max_gap", *_SELECT)
+    GROUPS = (schema.DetectionSettings,)
 
     def detect(self, *args, **kwargs):
         own, values = self._split(self._bind(args, kwargs), ("images", "model", "face_ref"))
@@ -451,6 +459,7 @@ class VideofixPasteBack(_Node):
     FUNCTION = "paste"
     REQUIRED = (("images", ("IMAGE",)), ("tracks", (TRACKS_TYPE,)), ("faces", (FACES_TYPE,)))
     OPTIONAL = (("model", (MODEL_TYPE, {"tooltip": "gives the face-parsing mask when it has one"})), *_PASTE)
+    GROUPS = (schema.PasteSettings,)
 
     def paste(self, *args, **kwargs):
         own, values = self._split(self._bind(args, kwargs), ("images", "tracks", "faces", "model"))
@@ -504,6 +513,7 @@ class VideofixRestoreFacesVideo(_Node):
     FUNCTION = "restore"
     REQUIRED = (("video", ("VIDEO",)), ("model", (MODEL_TYPE,)), "fidelity", "temporal_radius", "detector")
     OPTIONAL = VideofixRestoreFaces.OPTIONAL
+    GROUPS = VideofixRestoreFaces.GROUPS
 
     def restore(self, *args, **kwargs):
         VideoFromComponents, VideoComponents = _video_api()

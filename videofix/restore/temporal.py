@@ -216,7 +216,7 @@ class TemporalRestorer:
         self._seq = 0
         # host <-> device traffic: pinned staging, the network's own CUDA stream, one copy down
         # per decoded batch (videofix.restore.transfer); on the CPU the same code, unpinned
-        self.transfer = HostTransfer(self.device)
+        self.transfer = HostTransfer(self.device, own_stream=not getattr(model, "shared_stream", False))
         # decoded batches whose copy to the host is under way, oldest first: (copy, faces'
         # (track id, frame key, cut flag)); on CUDA the newest stays in flight while the
         # caller works, on the CPU every copy has landed when it is made
@@ -282,6 +282,7 @@ class TemporalRestorer:
             raise ValueError(f"push_encoded takes one face (batch 1), got {len(encoded)}")
         slot = self._new_slot(track_id, frame_key, None, cut_before)
         with torch.inference_mode(), self.transfer.on_stream():
+            self.transfer.adopt([encoded.logits, *encoded.state.values()])
             self._store_encoded(slot, encoded)
         return self._decode_ready(force=False)
 

@@ -49,12 +49,15 @@ class HostTransfer:
 
     ``pinned``: host staging buffers are page-locked (CUDA only). ``stream``: the CUDA stream
     the engine's network work runs on (None elsewhere); `on_stream()` enters it.
+    own_stream: False keeps the caller's current stream, for a network shared by engines in
+    several threads (`videofix.pipeline.ray.coalescer`: one thread runs the merged call of
+    all, so their tensors must live on one stream).
     """
 
-    def __init__(self, device: torch.device | str):
+    def __init__(self, device: torch.device | str, own_stream: bool = True):
         self.device = torch.device(device)
         self.pinned = self.device.type == "cuda"
-        self.stream = torch.cuda.Stream(self.device) if self.pinned else None
+        self.stream = torch.cuda.Stream(self.device) if self.pinned and own_stream else None
         self.to_device_copies = 0
         self.to_host_copies = 0
 
@@ -69,6 +72,15 @@ class HostTransfer:
     def host_empty(self, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
         """An uninitialised host tensor to fill and send up (pinned on CUDA)."""
         return torch.empty(tuple(shape), dtype=dtype, pin_memory=self.pinned)
+
+    def adopt(self, tensors: Sequence[Tensor]) -> None:
+        """Tensors made on the caller's stream, kept and read on the engine's: their memory
+        is not handed back to the caller's stream until the engine's work on them is done."""
+        if self.stream is None:
+            return
+        for t in tensors:
+            if t.is_cuda:
+                t.record_stream(self.stream)
 
     def to_device(self, host: Tensor) -> Tensor:
         """`host` on the device: a non-blocking copy from pinned memory (the tensor itself on

@@ -73,7 +73,8 @@ def _device_lut(device: torch.device) -> Tensor:
 def lookup_on_device(batch: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """uint8 (B, S, S, 3) RGB on any device -> (B, 3, S, S) RGB in [-1, 1] on that device:
     the official float32 values through `NORMALIZE_LUT` (then cast to ``dtype``)."""
-    return _device_lut(batch.device)[batch.long()].permute(0, 3, 1, 2).contiguous().to(dtype)
+    # int32 indices (a uint8 index would be a mask): half the transient bytes of int64
+    return _device_lut(batch.device)[batch.int()].permute(0, 3, 1, 2).contiguous().to(dtype)
 
 
 def crops_to_tensor(

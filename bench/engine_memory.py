@@ -82,7 +82,8 @@ def main() -> None:
                 worst_ratio, worst_held, worst_own = held / own, held / faces, own / faces
     done += len(engine.flush())
     seconds = time.perf_counter() - t0
-    print(f"faces {done}, {done / seconds:.2f} faces/s (CPU, 1 thread, small config, batch {args.batch}, R {args.radius})")
+    print(f"faces {done}, {done / seconds:.2f} faces/s "
+          f"(CPU, 1 thread, small config, batch {args.batch}, R {args.radius})")
     print(f"held bytes per held face (unique storages): {worst_held / 1e6:.3f} MB; "
           f"the faces' own tensors: {worst_own / 1e6:.3f} MB (worst moment, {worst_ratio:.2f}x)")
 

@@ -163,7 +163,8 @@ def test_the_device_look_up_equals_the_cpu_one():
     staged = stage_crops(list(crops))
     assert staged.dtype == torch.uint8 and not staged.is_pinned() and np.array_equal(staged.numpy(), crops)
     assert torch.equal(lookup_on_device(staged), crops_to_tensor(crops))
-    assert torch.equal(lookup_on_device(stage_crops(crops[1]), torch.bfloat16), crops_to_tensor(crops[1], dtype=torch.bfloat16))
+    half = lookup_on_device(stage_crops(crops[1]), torch.bfloat16)
+    assert torch.equal(half, crops_to_tensor(crops[1], dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="one size"):
         stage_crops([crops[0], crops[0, :8]])
     with pytest.raises(ValueError, match="uint8"):

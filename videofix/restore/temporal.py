@@ -513,12 +513,11 @@ class TemporalRestorer:
         return self._harvest(everything=False)
 
     def _harvest(self, everything: bool) -> list[RestoredFace]:
-        """The faces of the decoded batches whose copies have landed, oldest batch first:
-        all of them when `everything`; else those beyond the one batch CUDA keeps in flight
-        (waiting for them if need be), and any whose copy has already landed."""
+        """The faces of decoded batches, oldest batch first: all of them when `everything`;
+        else all but the newest `_max_in_flight` (CUDA: 1, whose copy lands while the caller
+        prepares the next batch; it comes back with the next call; the CPU: 0)."""
         results: list[RestoredFace] = []
-        while self._in_flight and (everything or len(self._in_flight) > self._max_in_flight
-                                   or self._in_flight[0][0].ready()):
+        while self._in_flight and (everything or len(self._in_flight) > self._max_in_flight):
             copy, faces = self._in_flight.popleft()
             t0 = self._clock()
             tensors = copy.tensors()

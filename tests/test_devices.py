@@ -106,14 +106,14 @@ def test_cpu_stages_have_every_parameter_on_the_cpu(tmp_path, small_weights, gpu
     assert stages.devices.shots == CPU and stages.device == CPU
 
 
-def test_a_cpu_run_builds_transnet_on_the_cpu_only(tmp_path, small_weights, gpu_claimed, offline_models_env,
-                                                    monkeypatch):
+def test_a_cpu_run_builds_transnet_on_the_cpu_only(tmp_path, gpu_claimed, offline_models_env, monkeypatch):
     """The whole run under --device cpu (pass 1 overlapping pass 2, the parser in pass 2):
     the only TransNetV2 built is on the CPU, and the run succeeds although torch says CUDA
     is there (a network sent to CUDA would fail on this CPU-only build)."""
     from feed_clips import grid_content
 
-    from videofix.pipeline.local import restore_video
+    from videofix.faces import create_detector
+    from videofix.pipeline.local import analyze_video, restore_video
     from videofix.settings import RestoreSettings
     from videofix.shots import transnet
 
@@ -121,9 +121,16 @@ def test_a_cpu_run_builds_transnet_on_the_cpu_only(tmp_path, small_weights, gpu_
     monkeypatch.setattr(transnet, "_MODELS", built)
     clip = media.make_clip(tmp_path / "in.mkv", frames=6, size=(160, 120), fps=25, codec="ffv1", pix_fmt="yuv420p",
                            content=grid_content(160, 120, 1))
-    settings = RestoreSettings(device="cpu", weights=str(small_weights), models_dir=str(_model_files(tmp_path / "m")),
+    # the null restorer: this run is about where the other networks go (the restorer's own
+    # device is checked with real weights above)
+    settings = RestoreSettings(device="cpu", model="identity", models_dir=str(_model_files(tmp_path / "m")),
                                detector="retinaface_mobile", parsing=True, download=False, codec="ffv1",
                                temporal_radius=1, batch_size=2)
     report = restore_video(clip.path, tmp_path / "out.mkv", settings, quiet=True)
     assert report["frames_written"] == 6
     assert list(built) == ["cpu"] and _devices(built["cpu"].net) == {CPU}
+    # pass 1 on its own (`videofix eval`, the benches): the shot detector from the settings
+    built.clear()
+    detector = create_detector("retinaface_mobile", settings.models_dir, "cpu", download=False)
+    analysis = analyze_video(clip.path, detector, settings)
+    assert analysis.frame_count == 6 and list(built) == ["cpu"]

@@ -313,6 +313,7 @@ def test_scrfd_backend_runs_on_a_generated_buffalo_l_and_matches_insightface(tmp
     _make_buffalo_l(tmp_path)
     det = create_detector("scrfd", models_dir=tmp_path, det_short_side=640)
     assert det.name == "scrfd" and "CPUExecutionProvider" in det.providers
+    assert det.device == "cpu"  # where the shot detector follows it (`detector_device`)
     img = _bright_square_image()
     dets = det.detect(img)
     assert len(dets) >= 1

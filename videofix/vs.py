@@ -65,7 +65,7 @@ from videofix.errors import VideofixError
 from videofix.film.plan import FilmPlan
 from videofix.io.picture import Picture
 from videofix.io.reader import DecodedFrame
-from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
+from videofix.pipeline.analysis import FaceAnalysis, analyze_frames, make_shot_detector
 from videofix.pipeline.factory import LoadedStages, load_stages, make_engine
 from videofix.pipeline.restoration import FaceRestorationPass
 from videofix.settings import RestoreSettings
@@ -242,6 +242,7 @@ class _ClipRestorer:
             survey = self.film.survey()
             analysis = analyze_frames(self.film.frames(self._source_frames(), survey), self.stages.detector,
                                       frame_size=(self.clip.width, self.clip.height), observer=survey,
+                                      shots=make_shot_detector(self.stages.devices.shots),
                                       tracking=dataclasses.replace(
                                           s, min_detections=min(s.min_detections, self.clip.num_frames)))
             self.film.finalize(analysis, survey)

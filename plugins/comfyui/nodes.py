@@ -146,8 +146,7 @@ class FaceRestorerModel:
             from videofix.faces import create_detector
 
             # files through the registry, which searches (and downloads into) ComfyUI's folders
-            det_device = "cuda" if self.stages.device.type == "cuda" else "cpu"
-            self.detectors[key] = create_detector(name, self.settings.models_dir, det_device,
+            self.detectors[key] = create_detector(name, self.settings.models_dir, str(self.stages.devices.detector),
                                                   score_threshold=score_threshold)
         return self.detectors[key]
 

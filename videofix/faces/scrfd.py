@@ -39,13 +39,28 @@ ARCFACE_TEMPLATE_112 = np.array(
 )
 
 
-def onnx_providers(device: str) -> list[str]:
-    import onnxruntime as ort
+def onnx_providers(device: str, available: list[str] | None = None) -> list:
+    """onnxruntime's providers for `device` ("cpu", "cuda", "cuda:N"): the CUDA provider on
+    GPU N (its ``device_id``; a bare "cuda" is GPU 0, as torch's current device by default)
+    when onnxruntime has it, then the CPU. available: the providers to choose from (default:
+    onnxruntime's)."""
+    if available is None:
+        import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    if str(device).startswith("cuda") and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        available = ort.get_available_providers()
+    device = str(device)
+    if device.startswith("cuda") and "CUDAExecutionProvider" in available:
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def _session_device(session, device: str) -> str:
+    """"cuda:N" when `session` runs on onnxruntime's CUDA provider (GPU N of `device`), else "cpu"."""
+    if "CUDAExecutionProvider" not in session.get_providers():
+        return "cpu"
+    options = session.get_provider_options().get("CUDAExecutionProvider", {})
+    return f"cuda:{int(options.get('device_id', 0))}"
 
 
 def _session(path: Path, device: str):
@@ -156,6 +171,8 @@ class ScrfdDetector(Detector):
         self.det_threshold = float(det_threshold)
         self.nms_threshold = float(nms_threshold)
         self.providers = self.session.get_providers()
+        # where it runs, as torch names it (the shot detector goes there too, `detector_device`)
+        self.device = _session_device(self.session, device)
         self.embedder = None
         rec_path = model_dir / RECOGNISER_FILE
         if with_embedding and rec_path.exists():

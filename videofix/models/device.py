@@ -79,3 +79,30 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str) ->
     if dtype == torch.bfloat16 and device.type == "mps":
         raise DeviceError(f"{label} is not supported on MPS; use fp16 or fp32", option="dtype")
     return dtype
+
+
+def with_index(device: str | torch.device) -> torch.device:
+    """`device` with its GPU number written out: a bare ``torch.device("cuda")`` means "the
+    current GPU" wherever it is used later (another thread, another library's default), so the
+    number is fixed once, here. Other devices are returned as they are. Pure logic: no GPU is
+    needed (a bare "cuda" on a machine without CUDA is GPU 0)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    return device
+
+
+def companion_device(restorer: str | torch.device, requested: str | torch.device | None = None) -> torch.device:
+    """Where a network that serves the restorer runs (face detector, face parser, shot detector).
+
+    requested None, "" or "auto": the restorer's own GPU when the restorer runs on CUDA, its
+    number kept (``cuda:1`` -> ``torch.device("cuda", 1)``); the CPU otherwise (CPU or MPS
+    restorer: the detectors and the parser are tested on the CPU and CUDA only). A requested
+    torch.device is taken as it is; a requested name is checked with `resolve_device`.
+    """
+    if isinstance(requested, torch.device):
+        return with_index(requested)
+    if requested is not None and requested.strip().lower() not in ("", "auto"):
+        return with_index(resolve_device(requested))
+    restorer = torch.device(restorer)
+    return with_index(restorer) if restorer.type == "cuda" else torch.device("cpu")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from videofix.io import OutputFile, check_output, open_video, parse_range, probe
 from videofix.io.info import TimeRange
-from videofix.pipeline.analysis import FaceAnalysis, analyze_frames
-from videofix.pipeline.factory import LoadedStages, load_stages, make_engine
+from videofix.pipeline.analysis import FaceAnalysis, analyze_frames, make_shot_detector
+from videofix.pipeline.factory import LoadedStages, load_stages, make_engine, stage_devices
 from videofix.pipeline.report import PreviewCollector, choose_preview_frames, run_report, write_json_atomic
 from videofix.pipeline.restoration import FaceRestorationPass
 from videofix.pipeline.stages import BackgroundConsumer, Progress, StageTimer, ordered_map, prefetch
@@ -62,16 +62,16 @@ def frame_total(path: str | Path, time_range: TimeRange | None, info) -> int | N
 
 def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time_range: TimeRange | None = None,
                   quiet: bool = True, timer: StageTimer | None = None, film=None, pool=None,
-                  chooser=None, total: int | None = None) -> FaceAnalysis:
+                  chooser=None, total: int | None = None, shots=None) -> FaceAnalysis:
     """Pass 1 over a file (or its range): detections linked into smoothed tracks.
     film: a `videofix.film.plan.FilmPlan` (deinterlacing, per-shot colour, repeats), or None.
     pool: a `videofix.faces.pool.DetectorPool` to detect in (see `detector_pool`), or None.
     The faces chosen by the settings' selection options are kept (`videofix.pipeline.selection`;
     reference photos are embedded before pass 1, so a bad one fails at once; `chooser`: a
     `FaceChooser` of these settings made earlier). total: frames to expect, for the progress
-    bar (default: `frame_total`)."""
+    bar (default: `frame_total`). shots: the shot detector (default: TransNetV2 beside the
+    device the settings name, `stage_devices`)."""
     from videofix.models.device import resolve_device
-    from videofix.pipeline.analysis import make_shot_detector
     from videofix.pipeline.selection import FaceChooser, picture_frames
 
     timer = timer or StageTimer()
@@ -86,7 +86,8 @@ def analyze_video(path: str | Path, detector, settings: RestoreSettings, *, time
             analysis = analyze_frames(prefetch(frames, 8, timer, "decode_pass1"), detector,
                                       frame_size=(info.width, info.height), tracking=settings,
                                       progress=bar.update, observer=survey, pool=pool,
-                                      shots=make_shot_detector(resolve_device(settings.device)))
+                                      shots=shots if shots is not None else
+                                      make_shot_detector(stage_devices(resolve_device(settings.device)).shots))
             timer.add("detect_and_track", time.perf_counter() - t0 - timer.seconds.get("decode_pass1", 0.0))
     if film is not None:
         film.finalize(analysis, survey)
@@ -153,7 +154,8 @@ def restore_video(input_path: str | Path, output_path: str | Path, settings: Res
         else:
             try:
                 analysis = analyze_video(input_path, stages.detector, settings, time_range=time_range, quiet=quiet,
-                                         timer=timer, film=film, pool=pool, chooser=chooser, total=total)
+                                         timer=timer, film=film, pool=pool, chooser=chooser, total=total,
+                                         shots=make_shot_detector(stages.devices.shots))
             finally:
                 if pool is not None:
                     pool.close()
@@ -174,10 +176,10 @@ def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, setting
     """Pass 1 in a background thread (`videofix.pipeline.overlap.ShotFeed`); its analysis
     grows shot by shot while pass 2 runs. Returns (feed, analysis); the pass is attached by
     `_restore_pass2` before the feed starts."""
-    from videofix.pipeline.analysis import TrackLinker, make_shot_detector
+    from videofix.pipeline.analysis import TrackLinker
     from videofix.pipeline.overlap import ShotFeed
 
-    shots = make_shot_detector(stages.device)
+    shots = make_shot_detector(stages.devices.shots)
     linker = TrackLinker(detector_name=stages.detector.name, frame_size=(info.width, info.height),
                          tracking=settings, cut_detector=shots.name)
     # pass 1's own plan object: the same decisions, its own counters (the threads do not share them)

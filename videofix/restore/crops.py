@@ -38,6 +38,45 @@ def _as_batch(crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return batch
 
 
+def stage_crops(crops: np.ndarray | Sequence[np.ndarray], pin: bool = False) -> Tensor:
+    """uint8 RGB crops (B, S, S, 3) or (S, S, 3) -> one uint8 (B, S, S, 3) host tensor, in
+    page-locked memory when `pin` (the source of a non-blocking copy to a CUDA device; the
+    crops are stacked straight into it, no second copy)."""
+    if isinstance(crops, np.ndarray) and crops.ndim == 3:
+        crops = crops[None]
+    items = crops if isinstance(crops, np.ndarray) else [np.asarray(c) for c in crops]
+    if len(items) == 0:
+        raise ValueError("crops must be uint8 (B, S, S, 3) RGB, got no crops")
+    first = items[0]
+    if first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+        raise ValueError(f"crops must be uint8 (B, S, S, 3) RGB, got {first.dtype} {(len(items), *first.shape)}")
+    host = torch.empty((len(items), *first.shape), dtype=torch.uint8, pin_memory=pin)
+    out = host.numpy()
+    for i, crop in enumerate(items):
+        if crop.shape != first.shape or crop.dtype != np.uint8:
+            raise ValueError(f"crops must be uint8 (B, S, S, 3) RGB of one size, got {crop.dtype} {crop.shape}")
+        out[i] = crop
+    return host
+
+
+_DEVICE_LUTS: dict[str, Tensor] = {}
+
+
+def _device_lut(device: torch.device) -> Tensor:
+    """`NORMALIZE_LUT` on `device`, uploaded once (not per batch)."""
+    key = str(device)
+    if key not in _DEVICE_LUTS:
+        _DEVICE_LUTS[key] = torch.from_numpy(NORMALIZE_LUT.copy()).to(device)
+    return _DEVICE_LUTS[key]
+
+
+def lookup_on_device(batch: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 (B, S, S, 3) RGB on any device -> (B, 3, S, S) RGB in [-1, 1] on that device:
+    the official float32 values through `NORMALIZE_LUT` (then cast to ``dtype``)."""
+    # int32 indices (a uint8 index would be a mask): half the transient bytes of int64
+    return _device_lut(batch.device)[batch.int()].permute(0, 3, 1, 2).contiguous().to(dtype)
+
+
 def crops_to_tensor(
     crops: np.ndarray | Sequence[np.ndarray],
     device: torch.device | str = "cpu",
@@ -45,26 +84,33 @@ def crops_to_tensor(
 ) -> Tensor:
     """uint8 RGB crops (B, S, S, 3) or (S, S, 3) -> network input (B, 3, S, S) RGB in [-1, 1].
 
-    Values are the official float32 ones (then cast to ``dtype``). For a GPU the uint8 data is
-    moved to ``device`` before the look-up, so only a quarter of the bytes travel; on the CPU
-    the look-up is numpy's (no int64 index copy of the batch).
+    Values are the official float32 ones (then cast to ``dtype``). For a GPU the uint8 data
+    goes up from pinned memory, non-blocking, before the look-up, so only a quarter of the
+    bytes travel; on the CPU the look-up is numpy's (no int64 index copy of the batch).
     """
-    batch = np.ascontiguousarray(_as_batch(crops))
-    if torch.device(device).type == "cpu":  # the look-up in numpy: no int64 index copy of the batch
+    device = torch.device(device)
+    if device.type == "cpu":  # the look-up in numpy: no int64 index copy of the batch
+        batch = np.ascontiguousarray(_as_batch(crops))
         return torch.from_numpy(NORMALIZE_LUT[batch]).permute(0, 3, 1, 2).contiguous().to(dtype)
-    gpu = torch.from_numpy(batch).to(device)
-    lut = torch.from_numpy(NORMALIZE_LUT.copy()).to(device)
-    return lut[gpu.long()].permute(0, 3, 1, 2).contiguous().to(dtype)
+    staged = stage_crops(crops, pin=device.type == "cuda")
+    return lookup_on_device(staged.to(device, non_blocking=device.type == "cuda"), dtype)
+
+
+def crops_as_uint8(out: Tensor) -> Tensor:
+    """Network output (B, 3, S, S) RGB, any float dtype -> uint8 (B, S, S, 3) RGB on its own
+    device (the official rounding: clamp [-1, 1] in float32, (t + 1) / 2, * 255, round half
+    to even)."""
+    t = out.detach().float().clamp(-1.0, 1.0)  # a new tensor: the steps below work in place on it
+    t.add_(1.0).div_(2.0).mul_(255.0).round_()
+    return t.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def tensor_to_crops(out: Tensor) -> np.ndarray:
-    """Network output (B, 3, S, S) RGB, any float dtype -> uint8 (B, S, S, 3) RGB.
+    """Network output (B, 3, S, S) RGB, any float dtype -> uint8 (B, S, S, 3) RGB (numpy).
 
     The official rounding: clamp [-1, 1] in float32, (t + 1) / 2, * 255, round half to even.
     """
-    t = out.detach().float().clamp(-1.0, 1.0)  # a new tensor: the steps below work in place on it
-    t.add_(1.0).div_(2.0).mul_(255.0).round_()
-    return t.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return crops_as_uint8(out).cpu().numpy()
 
 
 def prepare_crop(image: np.ndarray, size: int = 512) -> np.ndarray:

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from videofix.models.base import CodeRestorer, Encoded
-from videofix.restore.crops import crops_to_tensor, tensor_to_crops
+from videofix.restore.crops import crops_as_uint8, crops_to_tensor, lookup_on_device, stage_crops
 from videofix.restore.smoothing import (
     SmoothingConfig,
     average_stats,
@@ -48,6 +48,7 @@ from videofix.restore.smoothing import (
     restyle,
     token_evidence,
 )
+from videofix.restore.transfer import HostCopy, HostTransfer
 
 __all__ = [
     "RestoredFace",
@@ -98,7 +99,10 @@ class _Slot:
     cut_before: bool
     crop: np.ndarray | None  # (S, S, 3) uint8 until encoded
     is_encoded: bool = False
-    encoded: Encoded | None = None  # batch-1 logits + state; dropped once no longer needed
+    top: Tensor | None = None  # (T,) int64: the network's own codes (argmax), until decoded
+    # the face's decoder state, batch 1, in tensors of its own (never views of its encode
+    # batch, which would keep the whole batch alive); dropped once no longer needed
+    state: dict[str, Tensor] | None = None
     evidence: Tensor | None = None  # (T, N) float32
     stats: dict[str, Tensor] = field(default_factory=dict)  # key -> (C, 2) float32
     decoded: bool = False
@@ -210,9 +214,18 @@ class TemporalRestorer:
         self._tracks: dict[Hashable, _Track] = {}
         self._pending: list[_Slot] = []  # pushed, not yet encoded (push order)
         self._seq = 0
+        # host <-> device traffic: pinned staging, the network's own CUDA stream, one copy down
+        # per decoded batch (videofix.restore.transfer); on the CPU the same code, unpinned
+        self.transfer = HostTransfer(self.device, own_stream=not getattr(model, "shared_stream", False))
+        # decoded batches whose copy to the host is under way, oldest first: (copy, faces'
+        # (track id, frame key, cut flag)); on CUDA the newest stays in flight while the
+        # caller works, on the CPU every copy has landed when it is made
+        self._in_flight: deque[tuple[HostCopy, list[tuple[Hashable, Any, bool]]]] = deque()
+        self._max_in_flight = 1 if self.device.type == "cuda" else 0
         self.profile = bool(profile)
         self.timings = {"encode": 0.0, "smooth": 0.0, "gather": 0.0, "decode": 0.0}
-        self.counters = {"encoded": 0, "decoded": 0, "encode_calls": 0, "decode_calls": 0, "max_held_states": 0}
+        self.counters = {"encoded": 0, "decoded": 0, "encode_calls": 0, "decode_calls": 0, "max_held_states": 0,
+                         "host_copies": 0}
 
     # ------------------------------------------------------------------ public API
     def push(self, track_id: Hashable, frame_key: Any, crop: np.ndarray, cut_before: bool = False) -> list[RestoredFace]:
@@ -268,7 +281,9 @@ class TemporalRestorer:
         if len(encoded) != 1:
             raise ValueError(f"push_encoded takes one face (batch 1), got {len(encoded)}")
         slot = self._new_slot(track_id, frame_key, None, cut_before)
-        self._store_encoded(slot, encoded)
+        with torch.inference_mode(), self.transfer.on_stream():
+            self.transfer.adopt([encoded.logits, *encoded.state.values()])
+            self._store_encoded(slot, encoded)
         return self._decode_ready(force=False)
 
     def end_track(self, track_id: Hashable) -> list[RestoredFace]:
@@ -289,6 +304,7 @@ class TemporalRestorer:
             track.ended = True
         self._encode_pending()
         out = self._decode_ready(force=True)
+        out += self._harvest(everything=True)
         self._tracks.clear()
         return out
 
@@ -296,6 +312,26 @@ class TemporalRestorer:
     def held_frames(self) -> int:
         """Frames currently held (encoded or not) over all tracks."""
         return sum(len(t.slots) for t in self._tracks.values())
+
+    def held_tensors(self) -> list[Tensor]:
+        """Every tensor the engine's window holds now (decoder states, codes, evidence,
+        statistics), to measure what it keeps (`held_bytes`)."""
+        out: list[Tensor] = []
+        for track in self._tracks.values():
+            for slot in track.slots:
+                out += [t for t in (slot.top, slot.evidence) if t is not None]
+                out += list((slot.state or {}).values()) + list(slot.stats.values())
+        return out
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the storages behind `held_tensors` (each storage once, whole: a view
+        into a larger tensor counts all of it, since it keeps all of it alive)."""
+        storages = {}
+        for t in self.held_tensors():
+            st = t.untyped_storage()
+            storages[(st.device, st.data_ptr())] = st.nbytes()
+        return sum(storages.values())
 
     # ------------------------------------------------------------------ internals
     def _check_crop(self, crop: np.ndarray) -> np.ndarray:
@@ -320,31 +356,43 @@ class TemporalRestorer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
+    def _network_input(self, crops: list[np.ndarray]) -> Tensor:
+        """(B, 3, S, S) network input of uint8 RGB crops: stacked once into a host tensor
+        (pinned on CUDA), sent up non-blocking and looked up there; on the CPU numpy's look-up."""
+        host = stage_crops(crops, pin=self.transfer.pinned)
+        if self.device.type == "cpu":
+            return crops_to_tensor(host.numpy(), device=self.device, dtype=self._input_dtype)
+        return lookup_on_device(self.transfer.to_device(host), self._input_dtype)
+
     def _encode_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
             t0 = self._clock()
-            x = crops_to_tensor([s.crop for s in batch], device=self.device, dtype=self._input_dtype)
-            with torch.inference_mode(), self._autocast():
-                enc = self.model.encode(x)
-            t1 = self._clock()
-            self.timings["encode"] += t1 - t0
-            self.counters["encode_calls"] += 1
-            for i, slot in enumerate(batch):
-                self._store_encoded(slot, enc.select(i))
+            with torch.inference_mode(), self.transfer.on_stream():
+                x = self._network_input([s.crop for s in batch])
+                with self._autocast():
+                    enc = self.model.encode(x)
+                t1 = self._clock()
+                self.timings["encode"] += t1 - t0
+                self.counters["encode_calls"] += 1
+                for i, slot in enumerate(batch):
+                    self._store_encoded(slot, enc.select(i))
+                del enc, x  # the batch's own tensors go now; each slot holds copies of its face
             self.timings["smooth"] += self._clock() - t1  # evidence and statistics
-        held = sum(1 for t in self._tracks.values() for s in t.slots if s.encoded is not None)
+        held = sum(1 for t in self._tracks.values() for s in t.slots if s.state is not None)
         self.counters["max_held_states"] = max(self.counters["max_held_states"], held)
 
     def _store_encoded(self, slot: _Slot, one: Encoded) -> None:
-        """Keep what the window needs of one encoded face (batch-1 ``Encoded``)."""
+        """Keep what the window needs of one encoded face (batch-1 ``Encoded``), each tensor
+        in storage of its own (a view of the encode batch would keep the batch alive)."""
         logits = one.logits[0].float()
-        slot.encoded = Encoded(logits=logits[None], state=one.state)
+        slot.top = logits.argmax(dim=-1)
+        slot.state = {k: _own(v) for k, v in one.state.items()}
         if self.radius > 0:
-            slot.evidence = token_evidence(logits, self.config.confidence, self.config.temperature)
+            slot.evidence = _own(token_evidence(logits, self.config.confidence, self.config.temperature))
             for key in self.stat_keys:
-                if key in one.state:
-                    slot.stats[key] = channel_stats(one.state[key][0])
+                if key in slot.state:
+                    slot.stats[key] = _own(channel_stats(slot.state[key][0]))
         slot.crop = None
         slot.is_encoded = True
         self.counters["encoded"] += 1
@@ -394,14 +442,13 @@ class TemporalRestorer:
     def _codes_and_state(self, track: _Track, pos: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Smoothed codes (T,) and the (possibly smoothed) batch-1 state of one frame."""
         slot = track.slots[pos]
-        enc = slot.encoded
         window = self._window(track, pos, self.radius)
         if len(window) == 1:
-            codes = enc.logits[0].argmax(dim=-1)
+            codes = slot.top
         else:
             weights = [self.kernel[abs(s.index - slot.index)] for s in window]
             codes = combine_evidence([s.evidence for s in window], weights)
-        state = dict(enc.state)
+        state = dict(slot.state)
         if len(window) > 1:
             weights = [self.kernel[abs(s.index - slot.index)] for s in window]
             for key in self.stat_keys:
@@ -414,9 +461,9 @@ class TemporalRestorer:
                 fweights = [self.kernel[abs(s.index - slot.index)] for s in fwin]
                 total = float(sum(fweights))
                 for key in self._feature_keys_of(state):
-                    acc = fwin[0].encoded.state[key].float() * fweights[0]
+                    acc = fwin[0].state[key].float() * fweights[0]
                     for s, w in zip(fwin[1:], fweights[1:]):
-                        acc = acc + s.encoded.state[key].float() * w
+                        acc = acc + s.state[key].float() * w
                     state[key] = (acc / total).to(state[key].dtype)
         return codes, state
 
@@ -426,45 +473,68 @@ class TemporalRestorer:
         return [k for k in self.feature_keys if k in state]
 
     def _decode_ready(self, force: bool) -> list[RestoredFace]:
-        results: list[RestoredFace] = []
         while True:
             ready = self._ready_slots()
             if not ready or (len(ready) < self.batch_size and not force):
                 break
             batch = ready[: self.batch_size]
             t0 = self._clock()
-            codes, states = [], []
-            for track, pos in batch:
-                c, st = self._codes_and_state(track, pos)
-                codes.append(c)
-                states.append(st)
-            t_gather = self._clock()
-            code_batch = torch.stack(codes).to(self.device)
-            state_batch = {k: torch.cat([st[k] for st in states]) for k in states[0]}
-            t1 = self._clock()
-            self.timings["gather"] += t1 - t_gather
-            with torch.inference_mode(), self._autocast():
-                out = self.model.decode(code_batch, state_batch, self.fidelity)
-            out = out.float()
-            images = tensor_to_crops(out)
+            with torch.inference_mode(), self.transfer.on_stream():
+                codes, states = [], []
+                for track, pos in batch:
+                    c, st = self._codes_and_state(track, pos)
+                    codes.append(c)
+                    states.append(st)
+                t_gather = self._clock()
+                code_batch = torch.stack(codes).to(self.device)
+                state_batch = {k: torch.cat([st[k] for st in states]) for k in states[0]}
+                del codes, states
+                t1 = self._clock()
+                self.timings["gather"] += t1 - t_gather
+                with self._autocast():
+                    out = self.model.decode(code_batch, state_batch, self.fidelity)
+                out = out.float()
+                # the batch's crops, codes (and raw outputs) come down together: one copy
+                parts = [crops_as_uint8(out), code_batch.to(torch.int64)] + ([out] if self.keep_output else [])
+                copy = self.transfer.to_host(parts)
+                del parts, out, state_batch, code_batch
+            self.counters["host_copies"] += 1
             self.timings["smooth"] += t_gather - t0
             self.timings["decode"] += self._clock() - t1
             self.counters["decode_calls"] += 1
-            for i, (track, pos) in enumerate(batch):
+            faces = []
+            for track, pos in batch:
                 slot = track.slots[pos]
                 slot.decoded = True
                 self.counters["decoded"] += 1
+                faces.append((slot.track_id, slot.frame_key, slot.cut_before))
+            self._in_flight.append((copy, faces))
+            self._evict()
+        return self._harvest(everything=False)
+
+    def _harvest(self, everything: bool) -> list[RestoredFace]:
+        """The faces of decoded batches, oldest batch first: all of them when `everything`;
+        else all but the newest `_max_in_flight` (CUDA: 1, whose copy lands while the caller
+        prepares the next batch; it comes back with the next call; the CPU: 0)."""
+        results: list[RestoredFace] = []
+        while self._in_flight and (everything or len(self._in_flight) > self._max_in_flight):
+            copy, faces = self._in_flight.popleft()
+            t0 = self._clock()
+            tensors = copy.tensors()
+            images, codes = tensors[0].numpy(), tensors[1].numpy()
+            outputs = tensors[2] if self.keep_output else None
+            for i, (track_id, frame_key, cut_before) in enumerate(faces):
                 results.append(
                     RestoredFace(
-                        track_id=slot.track_id,
-                        frame_key=slot.frame_key,
+                        track_id=track_id,
+                        frame_key=frame_key,
                         image=images[i],
-                        codes=codes[i].cpu().numpy().astype(np.int64),
-                        cut_before=slot.cut_before,
-                        output=out[i].cpu() if self.keep_output else None,
+                        codes=codes[i],
+                        cut_before=cut_before,
+                        output=outputs[i] if outputs is not None else None,
                     )
                 )
-            self._evict()
+            self.timings["decode"] += self._clock() - t0
         return results
 
     def _evict(self) -> None:
@@ -475,8 +545,10 @@ class TemporalRestorer:
             slots = track.slots
             for slot in slots:
                 # a decoded frame's decoder state is needed only for feature smoothing
-                if slot.decoded and self.feature_radius == 0:
-                    slot.encoded = None
+                if slot.decoded:
+                    slot.top = None
+                    if self.feature_radius == 0:
+                        slot.state = None
             while slots and slots[0].decoded:
                 first = slots[0]
                 later = [s for s in list(slots)[1 : 1 + keep_radius] if s.shot == first.shot]
@@ -488,6 +560,14 @@ class TemporalRestorer:
                     break
             if track.ended and not slots:
                 del self._tracks[track_id]
+
+
+def _own(t: Tensor) -> Tensor:
+    """`t` in storage of its own: the tensor itself when it already is (contiguous, the
+    whole of its storage), else a compact copy, so keeping it keeps nothing else alive."""
+    if t.is_contiguous() and t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.numel() * t.element_size():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 @dataclass

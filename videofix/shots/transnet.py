@@ -85,8 +85,11 @@ class TransNetV2Model:
         from videofix.modelfiles import load_state_dict
 
         net.load_state_dict(load_state_dict(weights))
-        self.device = torch.device(device)
+        from videofix.models.device import with_index
+
+        self.device = with_index(device)  # "cuda" -> its number, so every later call agrees
         self.net = net.eval().to(self.device)
+        self.net.device = self.device  # the package's own attribute (its helpers read it), not left at "cpu"
         self.weights = weights
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +108,9 @@ _MODELS: dict[str, TransNetV2Model] = {}
 
 def transnetv2(device: str = "cpu") -> TransNetV2Model:
     """The process's TransNetV2 on `device` (built once; about 0.3 s and 30 MB)."""
-    key = str(device)
+    from videofix.models.device import with_index
+
+    key = str(with_index(device))
     if key not in _MODELS:
         _MODELS[key] = TransNetV2Model(device)
     return _MODELS[key]

@@ -22,6 +22,9 @@ class CoalescingRestorer:
     """
 
     fixed_batch = True  # wraps a FixedBatchRestorer: make_engine must not wrap it again
+    # one caller's thread runs the merged call of all: the engines keep their GPU work on the
+    # one current stream instead of a stream each (videofix.restore.transfer.HostTransfer)
+    shared_stream = True
 
     def __init__(self, model, max_batch: int):
         self.model = model

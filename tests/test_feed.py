@@ -244,4 +244,3 @@ def test_workers_option_is_validated(tmp_path, clip):
                    check_rc=None)
     assert proc.returncode == 2 and "--workers" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.mkv").exists()
-

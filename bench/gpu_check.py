@@ -136,8 +136,9 @@ class Results:
     def write(self) -> None:
         with self._lock:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            for path, text in ((self.json_path, json.dumps(self.data, indent=1, default=str)),
-                               (self.md_path, markdown(self.data))):
+            # the markdown first: a JSON file that shows a section implies its table is written too
+            for path, text in ((self.md_path, markdown(self.data)),
+                               (self.json_path, json.dumps(self.data, indent=1, default=str))):
                 tmp = path.with_name(f".{path.name}.tmp")
                 tmp.write_text(text)
                 os.replace(tmp, path)

@@ -187,8 +187,17 @@ def pyav_wheel_size(tmp_path: Path) -> tuple[int, str]:
 
 
 def test_tree_and_pyav_wheel_fit_what_travels(tmp_path):
+    """The archive of HEAD plus PyAV's wheel are under 64 MiB, and gpu_check.py's header names the
+    wheel of the PyAV this venv runs."""
+    import av
+
+    header = (ROOT / "bench" / "gpu_check.py").read_text().split('"""')[1]
+    assert f"av=={av.__version__} " in header and f".whl/av-{av.__version__}-cp312-abi3-manylinux_2_28_x86_64.whl" \
+        in header, "the header's wheel is not this venv's PyAV"
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True)
     wheel, source = pyav_wheel_size(tmp_path)
+    if "downloaded" in source or "in .whl/" in source:
+        assert source.split()[0] in header, source  # the file the header's command installs
     total = len(tar.stdout) + wheel
     assert wheel > 10 * 2**20, (wheel, source)  # a real wheel, not an error page
     assert total < LIMIT, f"tree {len(tar.stdout) / 2**20:.1f} MiB + PyAV {wheel / 2**20:.1f} MiB ({source})"

@@ -577,6 +577,12 @@ class Check:
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"the compile child failed (exit {proc.returncode}): {log.strip()[-400:]}")
         row = json.loads(out.read_text())
+        with np.load(out.with_suffix(".npz")) as z:
+            codes = {tuple(int(p) for p in key.split("_")): z[key] for key in z.files}
+        for dtype in (self.cfg.e2e_dtype, "fp32"):  # compiled codes against eager ones
+            ref = self.codes.get(("codeformer", dtype, self.cfg.e2e_batch))
+            if ref is not None:
+                row[f"code_agreement_with_eager_{dtype}"] = agreement(codes, ref)
         eager = self.engine_rates.get(("codeformer", self.cfg.e2e_dtype, self.cfg.e2e_batch))
         row["eager_faces_per_s"] = eager
         row["speedup_vs_eager"] = round(row["faces_per_s"] / eager, 3) if eager and "faces_per_s" in row else None
@@ -640,9 +646,10 @@ def child_compile(cfg: Config, out: Path) -> int:
     if not cfg.dry:
         net = compile_net(net)
     crops = known_crops(cfg, int(master.input_size))
-    row, _ = engine_cell(net, crops, cfg.e2e_batch, cfg, time.perf_counter() + 120,
+    row, codes = engine_cell(net, crops, cfg.e2e_batch, cfg, time.perf_counter() + 120,
                          {"model": "codeformer", "dtype": cfg.e2e_dtype, "compile": not cfg.dry})
     row["note"] = "warmup_s includes the compilation" if not cfg.dry else "dry run: eager in the child process"
+    np.savez(out.with_suffix(".npz"), **{f"{t}_{k}": v for (t, k), v in codes.items()})
     out.write_text(json.dumps(row, default=str))
     return 0
 
@@ -686,7 +693,9 @@ def markdown(data: dict) -> str:
                     note += (f"; without the interlace probe {r['faces_per_s_without_probe']} faces/s, efficiency "
                              f"{fmt(r.get('efficiency_without_probe'), 3)}")
                 if r.get("speedup_vs_eager") is not None:
-                    note = f"x{r['speedup_vs_eager']} eager; " + note
+                    agree = ", ".join(f"codes {r[k]:.4f} as eager {k.rsplit('_', 1)[1]}" for k in r
+                                      if k.startswith("code_agreement_with_eager_"))
+                    note = f"x{r['speedup_vs_eager']} eager; {agree}; " + note
                 if r.get("precision"):
                     note = f"precision {r['precision']}; " + note
                 lines.append(f"| {r.get('model', '-')} | {variant} | {r.get('dtype', '-')} | {r.get('batch', '-')} | "

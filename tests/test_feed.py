@@ -1,5 +1,5 @@
 """Feeding the restorer: parallel CPU stages (`--workers`), the null restorer
-(`--model identity`), the detection worker pool, and `bench/gpu_check.py --dry`.
+(`--model identity`) and the detection worker pool (the GPU check's dry run: tests/test_gpu_check.py).
 
 Clips have three real faces (scikit-image's astronaut in a grid, `bench/feed_clips.py`) and
 runs of repeated frames (each picture shown twice, lossless), so the repeated-frame paste
@@ -9,7 +9,6 @@ runs of repeated frames (each picture shown twice, lossless), so the repeated-fr
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -245,21 +244,3 @@ def test_workers_option_is_validated(tmp_path, clip):
                    check_rc=None)
     assert proc.returncode == 2 and "--workers" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.mkv").exists()
-
-
-def test_gpu_check_dry_runs(tmp_path):
-    """bench/gpu_check.py --dry on the CPU: every section gives figures (the Ray run is
-    covered by tests/test_ray_pipeline.py and skipped here for time)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry", "--no-ray",
-                           "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(next(tmp_path.glob("gpu-*-dry.json")).read_text())
-    assert next(tmp_path.glob("gpu-*-dry.md")).read_text().count("| engine |") == len(result["engine"])
-    cells = [r for r in result["engine"] if r["model"] == "codeformer"]
-    assert {(r["dtype"], r["batch"]) for r in cells} == {("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)}
-    assert all(r.get("faces_per_s", 0) > 0 for r in result["engine"]), result["engine"]
-    assert all(0.0 <= a["code_agreement"] <= 1.0 for a in result["agreement"]) and result["agreement"]
-    rows = {(r["model"], r["runner"]): r for r in result["end_to_end"]}
-    for key in (("codeformer", "local"), ("codeformer", "per-frame baseline"), ("vqfr", "local")):
-        assert rows[key].get("faces", 0) > 0, rows[key]
-    assert rows[("codeformer", "local")]["efficiency"] > 0 and rows[("codeformer", "local")]["vs_baseline"] > 0

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -86,6 +85,8 @@ def write_sample_clip(path: str | Path, content: Callable[[int], np.ndarray], fr
                       codec: str = "libx264", pix_fmt: str = "yuv420p", crf: int = 20, audio: bool = True,
                       sample_rate: int = 48000) -> Path:
     """Write `frames` frames of `content` to `path` (H.264 + AAC sine by default) with PyAV."""
+    import av  # here, not at the top: the faces alone need no PyAV (bench/gpu_check.py's engine sections)
+
     path = Path(path)
     first = content(0)
     h, w = first.shape[:2]

@@ -195,12 +195,34 @@ class ModulatedDeformConv(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        """x: (B,C,H,W) feature to warp; cond: (B,C,H,W) offset feature -> (B,C,H,W)."""
+        """x: (B,C,H,W) feature to warp; cond: (B,C,H,W) offset feature -> (B,C,H,W) in x's dtype.
+
+        In float32 (and float64) the deformable conv runs as it is. In a half-precision run
+        (bf16 / fp16 parameters, or under ``torch.autocast``) it runs in float32:
+        torchvision's ``deform_conv2d`` has no bfloat16 kernel (CPU or CUDA), and float16
+        takes the same path, so both half precisions sample, weight by the mask (sigmoid)
+        and accumulate in float32. The offsets and mask logits keep the rounding of the
+        half-precision ``conv_offset``; the result is cast back to x's dtype.
+        """
         out = self.conv_offset(cond)
         n_offset = 2 * out.shape[1] // 3
         offset = out[:, :n_offset]
-        mask = torch.sigmoid(out[:, n_offset:])
-        return deform_conv2d(x, offset, self.weight, self.bias, padding=self.padding, mask=mask)
+        full = (torch.float32, torch.float64)
+        if (x.dtype in full and out.dtype == x.dtype and self.weight.dtype == x.dtype
+                and not torch.is_autocast_enabled(x.device.type)):
+            mask = torch.sigmoid(out[:, n_offset:])
+            return deform_conv2d(x, offset, self.weight, self.bias, padding=self.padding, mask=mask)
+        return _deform_conv2d_float32(x, offset, out[:, n_offset:], self.weight, self.bias, self.padding)
+
+
+def _deform_conv2d_float32(x: Tensor, offset: Tensor, mask_logits: Tensor, weight: Tensor, bias: Tensor | None,
+                           padding: int) -> Tensor:
+    """``deform_conv2d`` with every operand in float32 and autocast off; the result in x's dtype."""
+    with torch.autocast(x.device.type, enabled=False):
+        mask = torch.sigmoid(mask_logits.float())
+        out = deform_conv2d(x.float(), offset.float(), weight.float(), None if bias is None else bias.float(),
+                            padding=padding, mask=mask)
+    return out.to(x.dtype)
 
 
 class TextureWarpingModule(nn.Module):

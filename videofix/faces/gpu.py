@@ -167,8 +167,7 @@ class FaceRegions:
         self.top = float(lay.max_code)
         self.sx, self.sy = (lay.log2_chroma_w, lay.log2_chroma_h) if lay.kind == "yuv" else (0, 0)
         x0, y0, x1, y1 = self.box
-        self.planes = [torch.from_numpy(np.ascontiguousarray(p)).to(self.device).float()
-                       for p in self._host_regions()]
+        self.planes = [_upload_codes(p, self.device) for p in self._host_regions()]
         if self.kind in ("rgb", "bgr"):
             self.planes = [self.planes[0].permute(2, 0, 1).contiguous()]  # (3, h, w) in its byte order
         self._source_rgb = None
@@ -346,6 +345,16 @@ class FaceRegions:
             planes = [planes[0].permute(1, 2, 0)]
         for host, dev in zip(self._host_regions(), planes):
             host[...] = dev.round().to(tdtype).cpu().numpy().astype(dtype, copy=False)
+
+
+def _upload_codes(plane: np.ndarray, device) -> torch.Tensor:
+    """A uint8 / uint16 plane region -> float32 codes on `device` (the samples travel in their
+    own width; uint16 as int16 bits, since torch's uint16 has few kernels)."""
+    plane = np.ascontiguousarray(plane)
+    if plane.dtype == np.uint8:
+        return torch.from_numpy(plane).to(device).float()
+    bits = torch.from_numpy(plane.view(np.int16)).to(device).int()
+    return (bits & 0xFFFF).float()
 
 
 def _block_sum_t(a: torch.Tensor, by: int, bx: int) -> torch.Tensor:

@@ -256,6 +256,7 @@ LAUNCH_US = 10.0  # host cost of one torch op on CUDA (dispatch + launch), a typ
 def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
     """torch ops (kernel launches on a GPU) and host syncs per face of the torch face path,
     counted on a few frames with a dispatch mode (the host's part of that path on CUDA)."""
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from videofix.film.paste import FilmPaster
@@ -268,11 +269,21 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             Count.ops += 1
             name = str(func)
-            if "_local_scalar_dense" in name or "nonzero" in name:
+            # a host sync: a scalar read (.item()) or a boolean-mask index (its size is data)
+            bool_index = "aten.index.Tensor" in name and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
+                if i is not None)
+            if "_local_scalar_dense" in name or "nonzero" in name or bool_index:
                 Count.syncs += 1
             return func(*args, **(kwargs or {}))
 
-    originals = {}
+    import functools
+
+    from videofix.faces import gpu
+
+    # the grain estimator as it runs on CUDA (device indices, one sync), not its CPU variant
+    originals = {(gpu, "noise_sigma_torch"): gpu.noise_sigma_torch}
+    gpu.noise_sigma_torch = functools.partial(gpu.noise_sigma_torch, host_index=False)
     for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
         fn = getattr(owner, attr)
         originals[(owner, attr)] = fn

@@ -119,6 +119,30 @@ def test_alignment_crops_from_face_regions_match_warp_face(device):
         assert diff.max() <= 1 and (diff > 0).mean() < 0.001
 
 
+def test_grain_estimator_in_torch_matches_numpy_with_and_without_host_syncs():
+    """`noise_sigma_torch` (boolean index on the CPU; device indices, one sync, on a GPU: both
+    run here) reads the numpy estimator's figure, strided sample and all."""
+    from videofix.faces.gpu import _strided_median_sigma, noise_sigma_torch
+    from videofix.film.grain import noise_sigma
+
+    rng = np.random.default_rng(5)
+    for shape, keep in (((300, 260), 0.7), ((40, 30), 0.9), ((9, 9), 0.5)):
+        luma = (rng.normal(0, 4, shape) + np.linspace(0, 50, shape[1])).astype(np.float32)
+        mask = rng.random(shape) < keep
+        ref = noise_sigma(luma, mask)
+        t, m = torch.from_numpy(luma), torch.from_numpy(mask)
+        got = noise_sigma_torch(t, m)
+        valid = torch.zeros(shape, dtype=torch.bool)
+        valid[1:-1, 1:-1] = True
+        r = torch.nn.functional.conv2d(torch.nn.functional.pad(t[None, None], (1, 1, 1, 1), mode="replicate"),
+                                       torch.tensor([[1.0, -2, 1], [-2, 4, -2], [1, -2, 1]]).view(1, 1, 3, 3))[0, 0]
+        synced = _strided_median_sigma(r.abs(), valid & m)
+        if np.isnan(ref):
+            assert np.isnan(got) and np.isnan(synced)
+        else:
+            assert abs(got - ref) < 1e-4 * ref and abs(synced - ref) < 1e-4 * ref
+
+
 @pytest.mark.parametrize("mode", ["color", "luma"])
 def test_film_paste_with_grain_matches_numpy_and_leaves_outside_exact(mode):
     """Two real faces pasted clean (so grain is added) into a yuv420p picture by the film paster,

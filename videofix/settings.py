@@ -47,6 +47,7 @@ GRAIN_MODES = ("auto", "off")
 DEINTERLACE_MODES = ("auto", "on", "off")
 UPSCALERS = ("auto", "realesrgan", "lanczos", "bilinear")
 KEEP_REGIONS = ("mouth", "eyes", "brows", "nose")
+FACE_PATHS = ("auto", "numpy", "torch")
 
 FRONT_ENDS = ("cli", "vapoursynth", "comfyui")
 
@@ -262,12 +263,18 @@ class PasteSettings(SettingsGroup):
                                      "mouth, eyes, brows, nose", kind="regions", metavar="LIST")
     occlusion: bool = option(True, "with the face-parsing model present, hands and objects in front of a face "
                              "stay the source's")
+    face_path: str = option("auto", "where alignment, paste masks, grain and the face regions' colour conversion "
+                            "run: auto = torch on the restorer's device when it is CUDA, numpy/OpenCV on the CPU "
+                            "(faster there); torch: torch on the restorer's device; numpy: numpy/OpenCV",
+                            choices=FACE_PATHS,
+                            absent={"comfyui": "auto: the face work follows the loaded restorer's device"})
 
     def paste_options(self):
-        """`videofix.faces.regions.PasteOptions` of these settings (blend, kept regions, occlusion)."""
+        """`videofix.faces.regions.PasteOptions` of these settings (blend, kept regions, occlusion, face path)."""
         from videofix.faces.regions import PasteOptions
 
-        return PasteOptions(blend=self.blend, keep_regions=list(self.keep_regions), occlusion=self.occlusion)
+        return PasteOptions(blend=self.blend, keep_regions=list(self.keep_regions), occlusion=self.occlusion,
+                            face_path=self.face_path)
 
 
 @dataclass

@@ -1,13 +1,22 @@
-"""Torch versions of :func:`warp_face` and :func:`paste_face` for frames already on a device.
+"""The torch face path: alignment warp, paste masks, parsing-mask blurs, grain and the face
+regions' colour conversion in torch, on the restorer's device (CUDA) or on the CPU.
+
+`FaceRestorationPass` uses it when the restorer runs on CUDA (`face_path` auto; `torch` forces
+it, `numpy` keeps numpy/OpenCV): a frame's face regions go to the device once (`FaceRegions`:
+one box of every plane holding each face's alignment source, paste region and grain ring), the
+crops are cut there (one copy back), the faces are blended there in the picture's own pixel
+format, and the box comes back once. On the CPU numpy/OpenCV is faster and stays the default
+(bench/results/feed-rate-2026-12-04.md).
 
 Same conventions as the OpenCV path (pixel centres at integer coordinates, bilinear, constant
 border mixed into edge samples as OpenCV does, the official mask rule with OpenCV's erosion
 anchor and Gaussian kernels), written with ``grid_sample`` / pooling / convolutions so a CUDA
 frame never leaves the GPU. OpenCV interpolates in fixed point (5-bit weights), torch in
-float, so results agree to about one grey level, not bit for bit (see tests/test_faces_gpu.py).
+float, so results agree to about one grey level, not bit for bit (tolerances:
+tests/test_faces_gpu.py, tests/test_face_path.py); samples no mask touches are never written.
 
-Images are **RGB**, CHW, float (0..255) or uint8 tensors; affines are (2, 3) numpy arrays
-or tensors (frame -> crop, as :func:`estimate_alignment` returns).
+Images are **RGB**, CHW, float (0..255) or uint8 tensors unless stated; affines are (2, 3)
+numpy arrays or tensors (frame -> crop, as :func:`estimate_alignment` returns).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .alignment import BORDER_VALUE_RGB, invert_affine, paste_affine, shift_affine
+from .alignment import BORDER_VALUE_RGB, affine_region, invert_affine, paste_affine, shift_affine
 from .masks import region_for_paste
 
 
@@ -63,9 +72,9 @@ def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
     if k == 1:
         return x
     a = k // 2
-    big = float(x.max().item()) + 1.0 if x.numel() else 1.0
-    p = F.pad(x[None, None], (a, k - 1 - a, a, k - 1 - a), value=big)
-    return -F.max_pool2d(-p, kernel_size=k, stride=1)[0, 0]
+    p = F.pad(-x[None, None], (a, k - 1 - a, a, k - 1 - a), value=float("-inf"))  # outside = +inf, no host sync
+    # a rectangle's erosion is separable: rows, then columns (k + k compares a pixel, not k * k)
+    return -F.max_pool2d(F.max_pool2d(p, kernel_size=(1, k), stride=1), kernel_size=(k, 1), stride=1)[0, 0]
 
 
 def _gaussian_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
@@ -122,3 +131,370 @@ def paste_face_torch(frame: torch.Tensor, restored_crop: torch.Tensor, affine, *
     region = out[:, y0:y1, x0:x1]
     region[touched] = blended[touched]
     return out
+
+
+# ----------------------------------------------------------------------------- a frame's face regions
+# The pipeline's torch face path (`FaceRestorationPass` when the restorer runs on CUDA, or
+# `face_path="torch"`): the samples of a frame's face regions go to the device once, in their
+# native pixel format (one box holding every face's alignment source, paste region and grain
+# ring); alignment, masks, parsing-mask blurs, grain and the colour conversion run there, and
+# the box comes back once. Samples no mask touches are never written, so they come back as
+# they went (codes are whole numbers, exact in float32).
+
+
+def _box_union(boxes) -> tuple[int, int, int, int] | None:
+    boxes = [b for b in boxes if b is not None and b[2] > b[0] and b[3] > b[1]]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+class FaceRegions:
+    """The samples of one `Picture` inside `box`, on a torch device, as float32 codes.
+
+    Mirrors `Picture.to_rgb` / `rgb_to_luma` / `blend_rgb` (same formulas, torch instead of
+    numpy) on the region only; `write_back()` copies the region into the picture's planes.
+    All boxes are (x0, y0, x1, y1) in the picture's luma pixels (absolute, x1/y1 exclusive).
+    Images are **RGB**, CHW float32 in 0..1 unless stated.
+    """
+
+    def __init__(self, picture, box, device):
+        self.picture = picture
+        self.device = torch.device(device)
+        self.box = tuple(int(v) for v in picture.align_box(box))
+        lay = picture.layout
+        self.kind = lay.kind
+        self.top = float(lay.max_code)
+        self.sx, self.sy = (lay.log2_chroma_w, lay.log2_chroma_h) if lay.kind == "yuv" else (0, 0)
+        x0, y0, x1, y1 = self.box
+        self.planes = [_upload_codes(p, self.device) for p in self._host_regions()]
+        if self.kind in ("rgb", "bgr"):
+            self.planes = [self.planes[0].permute(2, 0, 1).contiguous()]  # (3, h, w) in its byte order
+        self._source_rgb = None
+
+    # the planes' sub-arrays of the box (views into the picture)
+    def _host_regions(self) -> list[np.ndarray]:
+        x0, y0, x1, y1 = self.box
+        p = self.picture.planes
+        if self.kind != "yuv":
+            return [q[y0:y1, x0:x1] for q in p]
+        cy0, cx0 = y0 >> self.sy, x0 >> self.sx
+        cy1, cx1 = -((-y1) >> self.sy), -((-x1) >> self.sx)
+        return [p[0][y0:y1, x0:x1], p[1][cy0:cy1, cx0:cx1], p[2][cy0:cy1, cx0:cx1]]
+
+    def holds(self, box) -> bool:
+        """Whether `box` lies inside the region held."""
+        bx0, by0, bx1, by1 = self.box
+        return box[0] >= bx0 and box[1] >= by0 and box[2] <= bx1 and box[3] <= by1
+
+    def _local(self, box) -> tuple[int, int, int, int]:
+        bx0, by0, bx1, by1 = self.box
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x0 < bx0 or y0 < by0 or x1 > bx1 or y1 > by1:
+            raise ValueError(f"FaceRegions: box {box} is outside the region held {self.box}")
+        return x0 - bx0, y0 - by0, x1 - bx0, y1 - by0
+
+    def to_rgb(self, box=None) -> torch.Tensor:
+        """`Picture.to_rgb` of `box` (default: the whole region): float32 (3, h, w) RGB 0..1."""
+        x0, y0, x1, y1 = self._local(box or self.box)
+        pic = self.picture
+        if self.kind in ("rgb", "bgr"):
+            c = self.planes[0][:, y0:y1, x0:x1]
+            if self.kind == "bgr":
+                c = c.flip(0)
+            return c * np.float32(1.0 / 255.0)
+        if self.kind == "gbr":
+            g, b, r = (q[y0:y1, x0:x1] for q in self.planes)
+            return torch.stack([r, g, b]) * np.float32(1.0 / self.top)
+        yo, ys, co, cs = pic._yuv_scale()
+        y = (self.planes[0][y0:y1, x0:x1] - np.float32(yo)) * np.float32(1.0 / ys)
+        if self.kind == "gray":
+            return y.clamp(0.0, 1.0).expand(3, -1, -1).clone()
+        cb = (self._chroma(1, x0, y0, x1, y1) - np.float32(co)) * np.float32(1.0 / cs)
+        cr = (self._chroma(2, x0, y0, x1, y1) - np.float32(co)) * np.float32(1.0 / cs)
+        kr, kg, kb = pic._coeffs()
+        r = y + np.float32(2.0 * (1.0 - kr)) * cr
+        b = y + np.float32(2.0 * (1.0 - kb)) * cb
+        g = y - np.float32(2.0 * kr * (1.0 - kr) / kg) * cr - np.float32(2.0 * kb * (1.0 - kb) / kg) * cb
+        return torch.stack([r, g, b]).clamp(0.0, 1.0)
+
+    def _chroma(self, index: int, x0: int, y0: int, x1: int, y1: int) -> torch.Tensor:
+        """Chroma plane upsampled by repetition over local luma box (x0, y0, x1, y1)."""
+        # the region starts on the chroma grid, so local luma x maps to local chroma x >> sx
+        cy0, cx0 = y0 >> self.sy, x0 >> self.sx
+        cy1, cx1 = ((y1 - 1) >> self.sy) + 1, ((x1 - 1) >> self.sx) + 1
+        c = self.planes[index][cy0:cy1, cx0:cx1]
+        if self.sy:
+            c = c.repeat_interleave(1 << self.sy, dim=0)
+        if self.sx:
+            c = c.repeat_interleave(1 << self.sx, dim=1)
+        oy, ox = y0 - (cy0 << self.sy), x0 - (cx0 << self.sx)
+        return c[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]
+
+    def rgb_to_luma(self, rgb: torch.Tensor) -> torch.Tensor:
+        """`Picture.rgb_to_luma` of (3, h, w) RGB 0..1: float32 (h, w) luma codes."""
+        yuv = self.kind in ("yuv", "gray")
+        kr, kg, kb = self.picture._coeffs() if yuv else (0.299, 0.587, 0.114)
+        y = np.float32(kr) * rgb[0] + np.float32(kg) * rgb[1] + np.float32(kb) * rgb[2]
+        if yuv:
+            yo, ys, _, _ = self.picture._yuv_scale()
+            return y * np.float32(ys) + np.float32(yo)
+        return y * np.float32(self.top)
+
+    def luma(self, box) -> torch.Tensor:
+        """float32 (h, w) luma codes of `box` (the Y plane itself for YUV and gray)."""
+        if self.kind in ("yuv", "gray"):
+            x0, y0, x1, y1 = self._local(box)
+            return self.planes[0][y0:y1, x0:x1]
+        return self.rgb_to_luma(self.to_rgb(box))
+
+    def source_rgb_codes(self) -> torch.Tensor:
+        """The region as RGB 0..255 whole numbers (3, h, w) float32, as decoded (before any
+        paste): what `warp_face` reads from a Picture (`to_rgb`, rounded to uint8)."""
+        if self._source_rgb is None:
+            self._source_rgb = (self.to_rgb() * 255.0).round_().clamp_(0, 255)
+        return self._source_rgb
+
+    def warp(self, affines, size: int = 512, border_value=BORDER_VALUE_RGB) -> torch.Tensor:
+        """Aligned crops of the region's faces: uint8 (N, 3, size, size) RGB on the device.
+
+        affines: (2, 3) frame -> crop each (absolute picture coordinates); the region must
+        hold every source pixel a crop reads (see `warp_box`)."""
+        src = self.source_rgb_codes()
+        x0, y0 = self.box[:2]
+        crops = []
+        for a in affines:
+            a = np.asarray(a, np.float64)
+            local = a.copy()
+            local[:, 2] += a[:, :2] @ np.array([x0, y0], np.float64)
+            grid = _grid(invert_affine(local), (size, size), tuple(src.shape[1:]), self.device)
+            crops.append(_sample(src, grid, border_value))
+        return torch.stack(crops).round_().clamp_(0, 255).to(torch.uint8)
+
+    def blend_rgb(self, rgb: torch.Tensor, mask: torch.Tensor, box, luma_only: bool = False) -> None:
+        """`Picture.blend_rgb` on the region, in place: rgb float32 (3, h, w) RGB 0..1 and
+        mask float32 (h, w) 0..1 cover `box` (aligned, inside the region). Samples whose
+        weight is 0 keep their exact value."""
+        box = tuple(int(v) for v in box)
+        if box != self.picture.align_box(box):
+            raise ValueError(f"blend_rgb: box {box} is not aligned")
+        x0, y0, x1, y1 = self._local(box)
+        h, w = y1 - y0, x1 - x0
+        if tuple(rgb.shape) != (3, h, w) or tuple(mask.shape) != (h, w):
+            raise ValueError(f"blend_rgb: rgb {tuple(rgb.shape)} / mask {tuple(mask.shape)} must be (3, {h}, {w}) / "
+                             f"({h}, {w})")
+        if h == 0 or w == 0:
+            return
+        if luma_only and self.kind in ("rgb", "bgr", "gbr"):
+            old_rgb = self.to_rgb(box)
+            delta = self.rgb_to_luma(rgb) - self.rgb_to_luma(old_rgb)
+            rgb = (old_rgb + (delta / np.float32(self.top))[None]).clamp(0.0, 1.0)
+        m = mask.float().clamp(0.0, 1.0)
+        touched = m > 0
+        top = self.top
+
+        def blend_plane(plane, new_codes, weight, sel, ys, xs):
+            old = plane[ys, xs]
+            val = (old + weight * (new_codes - old)).round_().clamp_(0.0, top)
+            plane[ys, xs] = torch.where(sel, val, old)
+
+        ry, rx = slice(y0, y1), slice(x0, x1)
+        if self.kind in ("rgb", "bgr"):
+            codes = rgb * np.float32(top)
+            if self.kind == "bgr":
+                codes = codes.flip(0)
+            old = self.planes[0][:, ry, rx]
+            val = (old + m[None] * (codes - old)).round_().clamp_(0.0, top)
+            self.planes[0][:, ry, rx] = torch.where(touched[None], val, old)
+            return
+        if self.kind == "gbr":
+            codes = rgb * np.float32(top)
+            for plane, ch in zip(self.planes, (1, 2, 0)):
+                blend_plane(plane, codes[ch], m, touched, ry, rx)
+            return
+        yc, cbc, crc = self._rgb_to_codes(rgb)
+        blend_plane(self.planes[0], yc, m, touched, ry, rx)
+        if self.kind == "gray" or luma_only:
+            return
+        by, bx = 1 << self.sy, 1 << self.sx
+        mb = _block_sum_t(m, by, bx)
+        count = _block_sum_t(torch.ones_like(m), by, bx)
+        sel = mb > 0
+        cy0, cx0 = y0 >> self.sy, x0 >> self.sx
+        creg = (slice(cy0, cy0 + mb.shape[0]), slice(cx0, cx0 + mb.shape[1]))
+        for plane, codes in ((self.planes[1], cbc), (self.planes[2], crc)):
+            old = plane[creg]
+            val = (old + (_block_sum_t(m * codes, by, bx) - mb * old) / count).round_().clamp_(0.0, top)
+            plane[creg] = torch.where(sel, val, old)
+
+    def _rgb_to_codes(self, rgb: torch.Tensor):
+        kr, kg, kb = self.picture._coeffs()
+        r, g, b = rgb[0], rgb[1], rgb[2]
+        y = np.float32(kr) * r + np.float32(kg) * g + np.float32(kb) * b
+        cb = (b - y) * np.float32(0.5 / (1.0 - kb))
+        cr = (r - y) * np.float32(0.5 / (1.0 - kr))
+        yo, ys, co, cs = self.picture._yuv_scale()
+        return y * np.float32(ys) + np.float32(yo), cb * np.float32(cs) + np.float32(co), cr * np.float32(cs) + np.float32(co)
+
+    def write_back(self) -> None:
+        """Copy the region into the picture's planes (one device -> host copy per plane)."""
+        dtype = self.picture.layout.dtype
+        tdtype = torch.uint8 if dtype == np.uint8 else torch.int32
+        planes = self.planes
+        if self.kind in ("rgb", "bgr"):
+            planes = [planes[0].permute(1, 2, 0)]
+        for host, dev in zip(self._host_regions(), planes):
+            host[...] = dev.round().to(tdtype).cpu().numpy().astype(dtype, copy=False)
+
+
+def _upload_codes(plane: np.ndarray, device) -> torch.Tensor:
+    """A uint8 / uint16 plane region -> float32 codes on `device` (the samples travel in their
+    own width; uint16 as int16 bits, since torch's uint16 has few kernels)."""
+    plane = np.ascontiguousarray(plane)
+    if plane.dtype == np.uint8:
+        return torch.from_numpy(plane).to(device).float()
+    bits = torch.from_numpy(plane.view(np.int16)).to(device).int()
+    return (bits & 0xFFFF).float()
+
+
+def _block_sum_t(a: torch.Tensor, by: int, bx: int) -> torch.Tensor:
+    """`videofix.io.picture._block_sum` in torch: sums over by x bx blocks (edge blocks cut)."""
+    if by == 1 and bx == 1:
+        return a.clone()
+    h, w = a.shape
+    hp, wp = -(-h // by) * by, -(-w // bx) * bx
+    if (hp, wp) != (h, w):
+        a = F.pad(a, (0, wp - w, 0, hp - h))
+    return a.reshape(hp // by, by, wp // bx, bx).sum(dim=(1, 3))
+
+
+def warp_box(picture, affine, size: int = 512) -> tuple[int, int, int, int] | None:
+    """The picture box `warp_face` reads to cut the crop of `affine` (clipped; None if none)."""
+    return affine_region(invert_affine(np.asarray(affine, np.float64)), size, (picture.height, picture.width), margin=4)
+
+
+def face_layer_torch(restored: torch.Tensor, affine, frame_hw: tuple[int, int], *, upscale: int = 1,
+                     parse_mask: torch.Tensor | None = None, align_box=None, blend: float = 1.0):
+    """`videofix.faces.paste.face_layer` on a device: (box, face float32 (3, h, w) RGB 0..255,
+    mask float32 (h, w) 0..1), or None when the face misses the frame.
+
+    restored: (3, S, S) RGB, uint8 or float 0..255, on the device. parse_mask: (S', S')
+    float 0..1 crop-space limit on the device, or None."""
+    size = int(restored.shape[-1])
+    device = restored.device
+    inv = paste_affine(np.asarray(affine, np.float64), upscale)
+    box = region_for_paste(inv, size, frame_hw)
+    if box is None:
+        return None
+    if align_box is not None:
+        box = tuple(int(v) for v in align_box(box))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            return None
+    x0, y0, x1, y1 = box
+    grid = _grid(invert_affine(shift_affine(inv, x0, y0)), (y1 - y0, x1 - x0), (size, size), device)
+    # one bilinear pass samples the crop and the ones-mask together (cv2: two warpAffine calls)
+    both = torch.cat([restored.float(), torch.ones((1, size, size), device=device)])
+    sampled = _sample(both, grid)
+    warped = sampled[:3].round()  # cv2.warpAffine of the uint8 crop rounds to uint8
+    eroded = _erode(sampled[3], int(2 * upscale))
+    w_edge = int(float(eroded.double().sum().item()) ** 0.5) // 20
+    soft = _gaussian_blur(_erode(eroded, 2 * w_edge), 2 * w_edge + 1)
+    if parse_mask is not None:
+        pm = parse_mask.float()
+        if pm.shape[-1] != size:
+            pm = F.interpolate(pm[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+        soft = torch.minimum(soft, _sample(pm[None], grid)[0])
+    if blend != 1.0:
+        soft = soft * np.float32(blend)
+    return box, eroded[None] * warped, soft.clamp(0.0, 1.0)
+
+
+def paste_face_regions(regions: FaceRegions, restored: torch.Tensor, affine, *, upscale: int = 1,
+                       parse_mask: torch.Tensor | None = None, blend: float = 1.0, luma_only: bool = False):
+    """`paste_face` into a Picture's `FaceRegions` (the plain paste, no grain): blends in place
+    and returns the box written, or None when the face misses the picture."""
+    pic = regions.picture
+    layer = face_layer_torch(restored, affine, (pic.height, pic.width), upscale=upscale, parse_mask=parse_mask,
+                             align_box=pic.align_box, blend=blend)
+    if layer is None:
+        return None
+    box, face, mask = layer
+    regions.blend_rgb((face * np.float32(1.0 / 255.0)).clamp(0.0, 1.0), mask, box, luma_only=luma_only)
+    return box
+
+
+def parse_map_to_mask_torch(classes: torch.Tensor) -> torch.Tensor:
+    """`videofix.faces.masks.parse_map_to_mask` on a device: (S, S) int class map -> float32
+    (S, S) 0..1 (two Gaussian blurs 101 / sigma 11, separable, float32; a 10-px border zeroed)."""
+    from .masks import PARSE_KEEP
+
+    keep = torch.as_tensor(PARSE_KEEP, device=classes.device)[classes.long()]
+    k = torch.as_tensor(cv2.getGaussianKernel(101, 11).ravel(), dtype=torch.float32, device=classes.device)
+    m = _separable_blur(_separable_blur(keep, k), k)
+    t = 10
+    m[:t, :] = 0
+    m[-t:, :] = 0
+    m[:, :t] = 0
+    m[:, -t:] = 0
+    return m * np.float32(1.0 / 255.0)
+
+
+def _separable_blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Separable blur of (h, w) with the 1D kernel `k`, reflect-101 border (cv2's default)."""
+    r = k.numel() // 2
+    y = F.conv2d(F.pad(x[None, None], (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))[0, 0]
+
+
+# Immerkaer's kernel (videofix.film.grain)
+_NOISE_KERNEL = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
+
+
+def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, host_index: bool | None = None) -> float:
+    """`videofix.film.grain.noise_sigma` of a (h, w) float tensor (same estimator, same
+    strided median); nan when too few pixels are measurable. host_index: pick the sample with
+    a boolean index (two host syncs; the cheapest on the CPU) or with device indices (one
+    sync); None = the first on the CPU, the second elsewhere."""
+    from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
+
+    if luma.ndim != 2 or min(luma.shape) < 3:
+        return float("nan")
+    k = torch.tensor(_NOISE_KERNEL, dtype=torch.float32, device=luma.device).view(1, 1, 3, 3)
+    # the 1-px border is never measured: its padding does not matter
+    r = F.conv2d(F.pad(luma.float()[None, None], (1, 1, 1, 1), mode="replicate"), k)[0, 0].abs()
+    valid = torch.zeros(luma.shape, dtype=torch.bool, device=luma.device)
+    valid[1:-1, 1:-1] = True
+    if mask is not None:
+        valid &= mask
+    if not (luma.device.type == "cpu" if host_index is None else host_index):
+        return _strided_median_sigma(r, valid)
+    vals = r[valid]  # on the CPU a boolean index is cheapest (on a GPU it is a host sync)
+    n = int(vals.numel())
+    if n < MIN_PIXELS:
+        return float("nan")
+    if n > MAX_SAMPLES:
+        vals = vals[:: n // MAX_SAMPLES]
+    s = vals.sort().values
+    n = int(s.numel())
+    med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) * 0.5
+    return float(med.item()) * 1.4826 / 6.0
+
+
+def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:
+    """`noise_sigma_torch`'s estimate from residuals `r` and the bool mask `valid` with one
+    host sync: the same strided sample (every k-th valid residual in row-major order, k =
+    n // MAX_SAMPLES when n > MAX_SAMPLES) and the same median, found with device indices."""
+    from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
+
+    flat, ok = r.reshape(-1), valid.reshape(-1)
+    n = ok.sum()
+    rank = torch.cumsum(ok, 0) - 1
+    step = torch.where(n > MAX_SAMPLES, n // MAX_SAMPLES, torch.ones_like(n))
+    sel = ok & (rank % step == 0)
+    m = sel.sum()
+    ordered = torch.where(sel, flat, torch.full_like(flat, float("inf"))).sort().values
+    lo = ((m - 1) // 2).clamp(min=0)
+    hi = (m // 2).clamp(max=flat.numel() - 1)
+    med = ordered.index_select(0, torch.stack([lo, hi])).sum() * 0.5  # no tensor-as-index: that reads it on the host
+    sigma = torch.where(n >= MIN_PIXELS, med * (1.4826 / 6.0), torch.full_like(med, float("nan")))
+    return float(sigma.item())

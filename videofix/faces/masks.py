@@ -156,6 +156,26 @@ class FaceParser:
     def mask(self, crop_rgb: np.ndarray) -> np.ndarray:
         return parse_map_to_mask(self.parse(crop_rgb))
 
+    def parse_tensor(self, crops) -> "torch.Tensor":
+        """Class maps int64 (N, 512, 512) on the parser's device of N crops: a uint8 (N, 3, S, S)
+        RGB tensor (any device) or a list of uint8 (S, S, 3) RGB arrays; one network call."""
+        import torch
+        import torch.nn.functional as F
+
+        if not isinstance(crops, torch.Tensor):
+            crops = torch.from_numpy(np.stack([np.ascontiguousarray(c) for c in crops])).permute(0, 3, 1, 2)
+        x = crops.to(self.device).float()
+        n = self.parse_size
+        if x.shape[-1] != n:
+            # cv2.resize bilinear on uint8 rounds: the same here, up to its fixed point
+            x = F.interpolate(x, size=(n, n), mode="bilinear", align_corners=False).round().clamp(0, 255)
+        x = (x / 255.0 - 0.5) / 0.5
+        with torch.no_grad():
+            classes = self.net(x)[0].argmax(dim=1)
+        if n != 512:
+            classes = F.interpolate(classes[:, None].float(), size=(512, 512), mode="nearest")[:, 0].long()
+        return classes
+
 
 def load_face_parser(models_dir=None, path=None, device: str = "cpu", download: bool = False,
                      parse_size: int = 512) -> FaceParser | None:

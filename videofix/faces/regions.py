@@ -58,10 +58,23 @@ class PasteOptions:
     blend: float = 1.0
     keep_regions: tuple[str, ...] = ()
     occlusion: bool = True
+    face_path: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_regions", tuple(parse_keep_regions(self.keep_regions)))
         object.__setattr__(self, "blend", check_value("blend", option_of("blend"), self.blend))
+        object.__setattr__(self, "face_path", check_value("face_path", option_of("face_path"), self.face_path))
+
+    def face_device(self, restorer_device) -> "str | None":
+        """The torch device the face work runs on (`videofix.faces.gpu`), or None for the
+        numpy/OpenCV path: auto = the restorer's device when it is CUDA (on the CPU numpy/OpenCV
+        is the faster, bench/results/feed-rate-2026-12-04.md), torch = the restorer's device."""
+        import torch
+
+        device = torch.device(restorer_device if restorer_device is not None else "cpu")
+        if self.face_path == "numpy" or (self.face_path == "auto" and device.type != "cuda"):
+            return None
+        return str(device)
 
 
 def _feather(binary: np.ndarray, size: int, grow: int) -> np.ndarray:
@@ -184,3 +197,47 @@ def paste_limit(options: PasteOptions, size: int, *, parser=None, restored: np.n
             m = cv2.resize(m, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
         out = np.minimum(out, m)
     return out.astype(np.float32)
+
+
+def paste_limit_torch(options: PasteOptions, size: int, device, *, parser=None, restored=None, source=None):
+    """`paste_limit` for the torch face path: float32 (S, S) 0..1 on `device`, or None.
+
+    restored / source: uint8 (3, S, S) RGB tensors (or (S, S, 3) arrays). The parse masks
+    (class maps on the parser's device, their blurs) are computed in torch; kept regions
+    from landmarks or the template are drawn on the host and sent over."""
+    import torch
+
+    from videofix.faces.gpu import parse_map_to_mask_torch
+
+    def crops(x):
+        if isinstance(x, torch.Tensor):
+            return x[None]
+        return [x]
+
+    limits = []
+    if parser is not None and restored is not None:
+        limits.append(parse_map_to_mask_torch(parser.parse_tensor(crops(restored))[0]).to(device))
+    classes = None
+    if parser is not None and source is not None and (options.occlusion or options.keep_regions):
+        classes = parser.parse_tensor(crops(source))[0]
+        if options.occlusion:
+            limits.append(parse_map_to_mask_torch(classes).to(device))
+    if options.keep_regions:
+        if classes is not None:
+            keep = parse_regions(classes.cpu().numpy(), options.keep_regions, size)
+        else:
+            src = source.permute(1, 2, 0).cpu().numpy() if isinstance(source, torch.Tensor) else source
+            if src is not None and _landmark_regions() is not None:
+                keep = _landmark_regions().mask(np.ascontiguousarray(src), options.keep_regions)
+            else:
+                keep = template_regions(options.keep_regions, size)
+        limits.append(1.0 - torch.from_numpy(keep).to(device))
+    if not limits:
+        return None
+    out = limits[0]
+    for m in limits[1:]:
+        if m.shape != out.shape:
+            m = torch.nn.functional.interpolate(m[None, None], size=tuple(out.shape), mode="bilinear",
+                                                align_corners=False)[0, 0]
+        out = torch.minimum(out, m)
+    return out.float()

@@ -122,6 +122,80 @@ class FilmPaster:
             self.seconds["grain"] += t2 - t1
             self.seconds["paste"] += (t1 - t0) + (t3 - t2)
 
+    def paste_regions(self, regions, frame_index: int, track_id: int, restored, affine: np.ndarray, *,
+                      upscale: int = 1, parse_mask=None, blend: float = 1.0) -> None:
+        """`paste` on the torch face path: blend one restored face (uint8 (3, S, S) **RGB**
+        tensor on the regions' device) into `regions` (`videofix.faces.gpu.FaceRegions` of the
+        output picture, holding the face's paste region and grain ring), in place. The same
+        masks, luma-only rule and grain (the same seeded field, drawn on the host) as `paste`;
+        frames kept clean for the preview go through `paste`."""
+        import torch
+
+        from videofix.faces.gpu import face_layer_torch
+
+        t0 = time.perf_counter()
+        output = regions.picture
+        layer = face_layer_torch(restored, affine, (output.height, output.width), upscale=upscale,
+                                 parse_mask=parse_mask, align_box=output.align_box, blend=blend)
+        if layer is None:
+            return
+        box, face, mask = layer
+        rgb = (face * np.float32(1.0 / 255.0)).clamp(0.0, 1.0)
+        luma_only = self.mode_at(frame_index) == "luma"
+        with _FIGURES:
+            if luma_only:
+                self.luma_faces += 1
+            else:
+                self.color_faces += 1
+        t1 = time.perf_counter()
+        if self.grain:
+            rgb = self._add_grain_torch(regions, rgb, mask, box, frame_index, track_id, torch)
+        t2 = time.perf_counter()
+        regions.blend_rgb(rgb, mask, box, luma_only=luma_only)
+        t3 = time.perf_counter()
+        with _FIGURES:
+            self.seconds["grain"] += t2 - t1
+            self.seconds["paste"] += (t1 - t0) + (t3 - t2)
+
+    def _add_grain_torch(self, regions, rgb, mask, box, frame_index: int, track_id: int, torch):
+        from videofix.faces.gpu import noise_sigma_torch
+
+        output = regions.picture
+        x0, y0, x1, y1 = box
+        bw, bh = x1 - x0, y1 - y0
+        m = int(round(RING_MARGIN * max(bw, bh)))
+        ring_box = (max(0, x0 - m), max(0, y0 - m), min(output.width, x1 + m), min(output.height, y1 + m))
+        around = regions.luma(ring_box)
+        ring = torch.ones(tuple(around.shape), dtype=torch.bool, device=around.device)
+        ring[y0 - ring_box[1]:y1 - ring_box[1], x0 - ring_box[0]:x1 - ring_box[0]] &= ~(mask > 0)
+        ring_sigma = noise_sigma_torch(around, ring)
+        inner = mask >= INNER_MASK
+        face_sigma = noise_sigma_torch(regions.rgb_to_luma(rgb), inner)
+        if not np.isfinite(ring_sigma) or not np.isfinite(face_sigma):
+            return rgb
+        need = added_sigma(ring_sigma, face_sigma)
+        with _FIGURES:
+            st = self.stats.setdefault(int(track_id), GrainStats())
+            st.faces += 1
+            st.ring += ring_sigma
+            st.face += face_sigma
+            st.added += need
+        if need <= 0.0:
+            return rgb
+        field = torch.from_numpy(grain_field((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
+                                             scale=self.grain_scale)).to(rgb.device)
+        unit = noise_sigma_torch(field, inner)
+        if not np.isfinite(unit) or unit <= 0:
+            return rgb
+        grain = field * np.float32(need / unit / output.luma_code_scale())
+        return (rgb + grain[None]).clamp(0.0, 1.0)
+
+    def ring_box(self, output: Picture, box) -> tuple[int, int, int, int]:
+        """The box `paste` reads around a face whose paste region is `box` (grain ring)."""
+        x0, y0, x1, y1 = box
+        m = int(round(RING_MARGIN * max(x1 - x0, y1 - y0))) if self.grain else 0
+        return (max(0, x0 - m), max(0, y0 - m), min(output.width, x1 + m), min(output.height, y1 + m))
+
     def _add_grain(self, output: Picture, rgb: np.ndarray, mask: np.ndarray, box, frame_index: int,
                    track_id: int) -> np.ndarray:
         x0, y0, x1, y1 = box

@@ -24,7 +24,7 @@ import numpy as np
 
 from videofix.faces import estimate_alignment, paste_affine, paste_face, warp_face
 from videofix.faces.masks import region_for_paste
-from videofix.faces.regions import PasteOptions, paste_limit
+from videofix.faces.regions import PasteOptions, paste_limit, paste_limit_torch
 from videofix.film.duplicates import copy_region, put_region
 from videofix.film.upscale import ResizeUpscaler
 from videofix.io.picture import Picture
@@ -54,6 +54,7 @@ class _PendingFrame:
     emit: bool = True
     repeat_of: int | None = None  # a repeated frame: its faces are copied from this frame's output
     keep: bool = False  # a context frame that starts a run whose repeats are emitted: pasted, not emitted
+    regions: object = None  # torch face path: the frame's face regions on the device (`FaceRegions`)
 
     @property
     def complete(self) -> bool:
@@ -93,21 +94,26 @@ class FacePaster:
             run's first frame its face regions are kept for `paste(..., repeat_of=)`.
         options: `videofix.faces.regions.PasteOptions` (blend, keep_regions, occlusion);
             None = the official paste.
+        device: torch device of the face work (`videofix.faces.gpu`: masks, parsing-mask
+            blurs, grain and the colour conversion of a frame's face regions, which go there
+            and back once a frame); None = numpy/OpenCV.
     """
 
     def __init__(self, size: int, *, upscale: int = 1, parser=None, paster=None,
-                 repeats: dict[int, int] | None = None, options: PasteOptions | None = None):
+                 repeats: dict[int, int] | None = None, options: PasteOptions | None = None,
+                 device: str | None = None):
         self.size = int(size)
         self.upscale = int(upscale)
         self.parser = parser
         self.paster = paster
         self.options = options or PasteOptions()
+        self.device = device
         self._run_firsts = set((repeats or {}).values())
         self._snapshot: tuple[int, list, dict, dict] | None = None  # (frame, faces, regions, samples)
         self.faces_reused = 0
 
     def paste(self, output: Picture, frame_index: int, faces: Sequence[tuple[int, np.ndarray, np.ndarray]], *,
-              repeat_of: int | None = None, sources: dict[int, np.ndarray] | None = None,
+              repeat_of: int | None = None, sources: dict[int, np.ndarray] | None = None, held=None,
               ) -> tuple[list[tuple[int, np.ndarray]], dict[int, tuple[int, int, int, int]]]:
         """Paste one frame's faces into `output` (in place), in track-id order.
 
@@ -121,6 +127,8 @@ class FacePaster:
                 is not used.
             sources: {track id: the aligned source crop uint8 (S, S, 3) RGB the face was
                 restored from}: occlusions and kept regions (`options`) are found on it.
+            held: torch face path: `FaceRegions` of `output` already on the device (from the
+                alignment), used when it holds every box the paste reads.
 
         Returns:
             ([(track id, affine), ...] in paste order, {track id: output region (x0, y0, x1, y1)
@@ -136,19 +144,59 @@ class FacePaster:
             return list(placed), dict(regions)
         ordered = sorted(faces, key=lambda f: int(f[0]))
         blend = {} if self.options.blend == 1.0 else {"blend": self.options.blend}
-        for track_id, crop, affine in ordered:
-            source = (sources or {}).get(track_id)
-            parse = paste_limit(self.options, self.size, parser=self.parser, restored=crop, source=source)
-            if self.paster is not None:
-                self.paster.paste(output, frame_index, track_id, crop, affine, upscale=self.upscale, parse_mask=parse,
-                                  **blend)
-            else:
-                paste_face(output, crop, affine, upscale=self.upscale, parse_mask=parse, **blend)
+        kept_clean = self.paster is not None and frame_index in getattr(self.paster, "keep_clean", ())
+        if self.device is not None and ordered and not kept_clean:  # the preview's clean copy: numpy
+            self._paste_torch(output, frame_index, ordered, sources or {}, held, blend)
+        else:
+            for track_id, crop, affine in ordered:
+                source = (sources or {}).get(track_id)
+                parse = paste_limit(self.options, self.size, parser=self.parser, restored=crop, source=source)
+                if self.paster is not None:
+                    self.paster.paste(output, frame_index, track_id, crop, affine, upscale=self.upscale,
+                                      parse_mask=parse, **blend)
+                else:
+                    paste_face(output, crop, affine, upscale=self.upscale, parse_mask=parse, **blend)
         placed = [(int(t), affine) for t, _, affine in ordered]
         regions = {t: self.region(output, affine) for t, affine in placed}
         if frame_index in self._run_firsts:
             self._snapshot = (frame_index, placed, regions, {t: copy_region(output, box) for t, box in regions.items()})
         return placed, regions
+
+    def reads_box(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The box of `output` a paste of `affine` reads and writes (its region and, with the
+        film paster's grain, the ring measured around it); None when it misses the frame."""
+        box = self.region(output, affine)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            return None
+        ring = getattr(self.paster, "ring_box", None)
+        return ring(output, box) if ring is not None else box
+
+    def _paste_torch(self, output: Picture, frame_index: int, ordered, sources: dict, held, blend: dict) -> None:
+        """The torch face path of `paste`: the frame's face regions go to the device once
+        (or are `held` there since the alignment), every face is blended there, in track-id
+        order, and the regions come back once."""
+        import torch
+
+        from videofix.faces.gpu import FaceRegions, _box_union, paste_face_regions
+
+        box = _box_union([self.reads_box(output, affine) for _, _, affine in ordered])
+        if box is None:
+            return
+        if held is not None and held.picture is output and held.holds(box):
+            regions = held
+        else:
+            regions = FaceRegions(output, box, self.device)
+        restored = torch.from_numpy(np.stack([np.ascontiguousarray(c) for _, c, _ in ordered]))
+        restored = restored.to(regions.device).permute(0, 3, 1, 2)  # one host -> device copy a frame
+        for i, (track_id, _, affine) in enumerate(ordered):
+            limit = paste_limit_torch(self.options, self.size, regions.device, parser=self.parser,
+                                      restored=restored[i], source=sources.get(track_id))
+            if self.paster is not None:
+                self.paster.paste_regions(regions, frame_index, track_id, restored[i], affine, upscale=self.upscale,
+                                          parse_mask=limit, **blend)
+            else:
+                paste_face_regions(regions, restored[i], affine, upscale=self.upscale, parse_mask=limit, **blend)
+        regions.write_back()
 
     def region(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the output picture that pasting a face with `affine` may
@@ -227,8 +275,11 @@ class FaceRestorationPass:
         self._context_paster = copy.deepcopy(paster) if paster is not None and self._keep_firsts else None
         self._openers: dict[int, tuple[RestoredFace, np.ndarray]] = {}  # track -> last face before metrics_from
         self.paste = bool(paste)
+        # the face work runs in torch on the restorer's device when it is CUDA (paste_options.face_path)
+        self.face_device = (paste_options or PasteOptions()).face_device(getattr(engine, "device", None))
+        self._held: dict[int, object] = {}  # frame index -> its FaceRegions from `prepare` (torch path)
         self.face_paster = FacePaster(self.size, upscale=self.upscale, parser=parser, paster=paster,
-                                      repeats=self.repeats, options=paste_options)
+                                      repeats=self.repeats, options=paste_options, device=self.face_device)
         self._kept: tuple[int, list, dict] | None = None  # paste=False: (run's first frame, faces, restored)
         self.faces_reused = 0
         # parallel paste (the local runner's --workers): finished frames are pasted by
@@ -264,11 +315,37 @@ class FaceRestorationPass:
         prepared)` then uses these crops, which are exactly those `feed` would cut."""
         if frame.index in self.repeats:
             return None
+        if self.face_device is not None:
+            return self._align_torch(frame, self.analysis.faces_in(frame.index))
         out = {}
         for face in self.analysis.faces_in(frame.index):
             affine = estimate_alignment(face.landmarks, size=self.size)
             out[face.track_id] = (affine, warp_face(frame.picture, affine, size=self.size))
         return out
+
+    def _align_torch(self, frame: DecodedFrame, faces) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """`prepare` on the torch face path: the frame's face regions (every crop's source and,
+        when the frame is its own output, every paste region and grain ring) go to the device
+        in one box; the crops are cut there and come back in one copy. The regions are held
+        for the paste (`_held`)."""
+        from videofix.faces.gpu import FaceRegions, _box_union, warp_box
+
+        if not faces:
+            return {}
+        pic = frame.picture
+        affines = {f.track_id: estimate_alignment(f.landmarks, size=self.size) for f in faces}
+        boxes = [warp_box(pic, a, self.size) for a in affines.values()]
+        own_output = self.paste and self.upscale == 1
+        if own_output:
+            boxes += [self.face_paster.reads_box(pic, a) for a in affines.values()]
+        box = _box_union(boxes)
+        if box is None:  # every face outside the picture: border-grey crops
+            return {t: (a, warp_face(pic, a, size=self.size)) for t, a in affines.items()}
+        regions = FaceRegions(pic, box, self.face_device)
+        crops = regions.warp(list(affines.values()), self.size).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        if own_output:
+            self._held[frame.index] = regions
+        return {t: (a, crops[i]) for i, (t, a) in enumerate(affines.items())}
 
     def feed(self, frame: DecodedFrame, prepared: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
              ) -> list[FinishedFrame]:
@@ -281,7 +358,9 @@ class FaceRestorationPass:
             output = (self.upscaler or upscale_picture)(frame.picture, self.upscale)
         else:
             output = frame.picture
-        pending = _PendingFrame(frame, output, {}, {}, emit=emit, keep=keep)
+        if prepared is None and self.face_device is not None and faces and frame.index not in self.repeats:
+            prepared = self._align_torch(frame, faces)
+        pending = _PendingFrame(frame, output, {}, {}, emit=emit, keep=keep, regions=self._held.pop(frame.index, None))
         self._pending.append(pending)
         self._by_index[frame.index] = pending
         results: list[RestoredFace] = []
@@ -333,7 +412,8 @@ class FaceRestorationPass:
             if before is not None:
                 before.result()  # the run's first frame (or the previous repeat) is pasted
             placed, regions = self.face_paster.paste(p.output, p.frame.index, faces, repeat_of=p.repeat_of,
-                                                     sources=p.inputs)
+                                                     sources=p.inputs, held=p.regions)
+            p.regions = None
             return FinishedFrame(p.frame, p.output, placed, regions, repeat_of=p.repeat_of)
 
         future = self.executor.submit(task)
@@ -393,7 +473,8 @@ class FaceRestorationPass:
                 continue
             faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
             placed, regions = self.face_paster.paste(p.output, p.frame.index, faces, repeat_of=p.repeat_of,
-                                                     sources=p.inputs)
+                                                     sources=p.inputs, held=p.regions)
+            p.regions = None
             if p.repeat_of is not None:
                 self.faces_reused += len(regions)
             done.append(FinishedFrame(p.frame, p.output, placed, regions, repeat_of=p.repeat_of))
@@ -411,7 +492,8 @@ class FaceRestorationPass:
         faces = [(t, p.restored[t].image, p.affines[t]) for t in sorted(p.affines)]
         main, self.face_paster.paster = self.face_paster.paster, self._context_paster
         try:
-            self.face_paster.paste(p.output, p.frame.index, faces, sources=p.inputs)
+            self.face_paster.paste(p.output, p.frame.index, faces, sources=p.inputs, held=p.regions)
+            p.regions = None
         finally:
             self.face_paster.paster = main
 

@@ -72,6 +72,8 @@ BENCHES: tuple[Bench, ...] = (
           quick=("--size", "320x240", "--frames", "8", "--threads", "1,16", "--runs", "1")),
     Bench("ray_ports.py", "which TCP ports and interfaces a Ray run opens (embedded against plain)",
           quick=("--mode", "embedded")),
+    Bench("engine_memory.py", "what the temporal engine holds per face, and its CPU rate (small CodeFormer)",
+          quick=("--tracks", "2", "--frames", "6")),
     Bench("gpu_check.py", "the lent-GPU check (on the CPU: its dry run)", quick=("--dry",),
           out_dir_arg="--out-dir"),
 )

@@ -192,7 +192,7 @@ def measure(clip: Path, args, work: Path) -> dict:
         originals[(owner, attr)] = clock.wrap(owner, attr, name)
     from videofix.restore import temporal
 
-    for attr in ("crops_to_tensor", "tensor_to_crops"):
+    for attr in ("crops_to_tensor", "stage_crops", "crops_as_uint8"):  # the engine's crop <-> tensor steps
         originals[(temporal, attr)] = clock.wrap(temporal, attr, "engine tensor work")
     try:
         engine = make_engine(stages, settings)

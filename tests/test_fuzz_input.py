@@ -1,7 +1,7 @@
 """A damaged user file never gives `internal error`, a traceback or a partial output.
 
-One tiny clip (H.264 + AAC + subtitles in Matroska, no face: the fast path) is cut at 12
-seeded random offsets and has 30 seeded random bytes flipped (6 copies, 5 flips each).
+One tiny clip (H.264 + AAC + subtitles in Matroska, no face: the fast path) is cut at 20
+seeded random offsets and has 50 seeded random bytes flipped (10 copies, 5 flips each).
 Each goes through the real `videofix restore` command line (in-process, so the suite stays
 fast): it either fails with exit code 3..6 and one `videofix: error:` line, or it finishes
 with an output that decodes, and a note in the report when frames were damaged. Nothing is
@@ -19,8 +19,8 @@ import pytest
 from media import make_clip
 from videofix import cli
 
-N_TRUNCATED = 12
-N_FLIPPED_FILES, FLIPS_PER_FILE = 6, 5
+N_TRUNCATED = 20
+N_FLIPPED_FILES, FLIPS_PER_FILE = 10, 5
 
 
 @pytest.fixture(scope="module")

@@ -269,9 +269,12 @@ def test_the_embedded_cluster_refuses_a_client_without_its_token(assets, tmp_pat
         gcs_pid = next(pid for pid, name, _, p in listening if name == "gcs_server")
         token = environ(gcs_pid).get("RAY_AUTH_TOKEN")  # set by the driver after it started: see its children
         assert token and len(token) == 64, "the run's cluster holds no token of its own"
-        holders = [pid for pid in tree if environ(pid).get("RAY_AUTH_TOKEN") == token]
+        # each environment read once: a worker that ends between two reads would read as empty
+        envs = {pid: environ(pid) for pid in tree}
+        holders = [pid for pid, env in envs.items() if env.get("RAY_AUTH_TOKEN") == token]
         assert {name for pid, name, _, _ in listening if pid in holders} >= {"gcs_server", "raylet"}
-        assert all(environ(pid).get("RAY_AUTH_MODE") == "token" for pid in holders)
+        assert all(envs[pid].get("RAY_AUTH_MODE") == "token" for pid in holders), \
+            {pid: cmdline(pid)[:2] for pid in holders if envs[pid].get("RAY_AUTH_MODE") != "token"}
         for pid in tree:  # command lines are readable by every user: the token is on none
             assert not [arg for arg in cmdline(pid) if token in arg], pid
         session = Path(next(a for a in cmdline(gcs_pid) if a.startswith("--log_dir=")).split("=", 1)[1]).parent

@@ -163,8 +163,7 @@ class FilmPaster:
         output = regions.picture
         x0, y0, x1, y1 = box
         bw, bh = x1 - x0, y1 - y0
-        m = int(round(RING_MARGIN * max(bw, bh)))
-        ring_box = (max(0, x0 - m), max(0, y0 - m), min(output.width, x1 + m), min(output.height, y1 + m))
+        ring_box = _ring_box(output, box)
         around = regions.luma(ring_box)
         ring = torch.ones(tuple(around.shape), dtype=torch.bool, device=around.device)
         ring[y0 - ring_box[1]:y1 - ring_box[1], x0 - ring_box[0]:x1 - ring_box[0]] &= ~(mask > 0)
@@ -174,12 +173,7 @@ class FilmPaster:
         if not np.isfinite(ring_sigma) or not np.isfinite(face_sigma):
             return rgb
         need = added_sigma(ring_sigma, face_sigma)
-        with _FIGURES:
-            st = self.stats.setdefault(int(track_id), GrainStats())
-            st.faces += 1
-            st.ring += ring_sigma
-            st.face += face_sigma
-            st.added += need
+        self._count(track_id, ring_sigma, face_sigma, need)
         if need <= 0.0:
             return rgb
         field = torch.from_numpy(grain_field((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
@@ -190,19 +184,24 @@ class FilmPaster:
         grain = field * np.float32(need / unit / output.luma_code_scale())
         return (rgb + grain[None]).clamp(0.0, 1.0)
 
+    def _count(self, track_id: int, ring_sigma: float, face_sigma: float, need: float) -> None:
+        """One face's grain figures, summed per track for the report."""
+        with _FIGURES:
+            st = self.stats.setdefault(int(track_id), GrainStats())
+            st.faces += 1
+            st.ring += ring_sigma
+            st.face += face_sigma
+            st.added += need
+
     def ring_box(self, output: Picture, box) -> tuple[int, int, int, int]:
         """The box `paste` reads around a face whose paste region is `box` (grain ring)."""
-        x0, y0, x1, y1 = box
-        m = int(round(RING_MARGIN * max(x1 - x0, y1 - y0))) if self.grain else 0
-        return (max(0, x0 - m), max(0, y0 - m), min(output.width, x1 + m), min(output.height, y1 + m))
+        return _ring_box(output, box, RING_MARGIN if self.grain else 0.0)
 
     def _add_grain(self, output: Picture, rgb: np.ndarray, mask: np.ndarray, box, frame_index: int,
                    track_id: int) -> np.ndarray:
         x0, y0, x1, y1 = box
         bw, bh = x1 - x0, y1 - y0
-        m = int(round(RING_MARGIN * max(bw, bh)))
-        rx0, ry0 = max(0, x0 - m), max(0, y0 - m)
-        rx1, ry1 = min(output.width, x1 + m), min(output.height, y1 + m)
+        rx0, ry0, rx1, ry1 = _ring_box(output, box)
         around = _luma(output, (rx0, ry0, rx1, ry1))
         ring = ring_mask(around.shape, (x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0), mask > 0)
         ring_sigma = noise_sigma(around, ring)
@@ -212,12 +211,7 @@ class FilmPaster:
         if not np.isfinite(ring_sigma) or not np.isfinite(face_sigma):
             return rgb
         need = added_sigma(ring_sigma, face_sigma)
-        with _FIGURES:
-            st = self.stats.setdefault(int(track_id), GrainStats())
-            st.faces += 1
-            st.ring += ring_sigma
-            st.face += face_sigma
-            st.added += need
+        self._count(track_id, ring_sigma, face_sigma, need)
         if need <= 0.0:
             return rgb
         field = grain_field((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
@@ -240,3 +234,10 @@ def _luma(picture: Picture, box) -> np.ndarray:
     if picture.layout.kind in ("yuv", "gray"):
         return picture.planes[0][y0:y1, x0:x1].astype(np.float32)
     return picture.rgb_to_luma(picture.to_rgb(box))
+
+
+def _ring_box(output: Picture, box, margin: float = RING_MARGIN) -> tuple[int, int, int, int]:
+    """The paste region `box` grown by `margin` of its longer side (the grain ring), inside the picture."""
+    x0, y0, x1, y1 = box
+    m = int(round(margin * max(x1 - x0, y1 - y0)))
+    return (max(0, x0 - m), max(0, y0 - m), min(output.width, x1 + m), min(output.height, y1 + m))

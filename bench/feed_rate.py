@@ -2,8 +2,10 @@
 configuration of `videofix restore` (restorer, detector and shot detector on the GPU, the face
 work on the GPU through the torch face path, `face_path` auto).
 
-On a GPU run the host still decodes (twice: pass 1 at detection size, pass 2 at full size),
-converts (the detection image, the shot thumbnails, the picture handed to the encoder),
+On a GPU run the host still decodes (once: the detector on the GPU lets pass 1 overlap pass
+2, and pass 2 then restores the frames pass 1 decoded, `videofix.pipeline.shared`, taking a
+copy of each picture; a shot longer than `--decode-memory-mb` brings the second decode back
+from that shot on), converts (the detection image, the shot thumbnails, the picture handed to the encoder),
 keeps the books (tracking, landmark alignment, the temporal engine's queues, the face path's
 own Python) and muxes; the encoder runs on the CPU too (no NVENC on H100-class chips). This
 script runs each of those stages here, on real faces (`feed_clips.make_clip`: 1080p, 2 faces,
@@ -11,8 +13,8 @@ a hard cut every `--shot-frames` frames), with the same code the pipeline runs, 
 its CPU time (user + system of the process for stages with their own threads: decode and
 encode; the thread's CPU time for the others):
 
-  host stages      decode (pass 2), pass-1 decode + detection image, shot thumbnails,
-                   tracking, alignment (landmarks -> affine), pass 2's bookkeeping (the
+  host stages      decode (once, shared by both passes), pass 2's copy of the shared
+                   pictures, detection image, shot thumbnails, tracking, alignment (landmarks -> affine), pass 2's bookkeeping (the
                    engine with `--model identity`, pending frames, paste order, repeats),
                    the picture -> encoder frame copy, mux
   apart            the torch face path's own time (region colour conversion, crops, masks,
@@ -124,16 +126,16 @@ def measure(clip: Path, args, work: Path) -> dict:
     settings = RestoreSettings(model="identity", device="cpu", parsing=False, face_path="torch", codec=args.codec,
                                preset=args.preset, encoder_threads=args.encoder_threads)
 
-    # pass 2's decode (full size, native format), then pass 1's: the same frames again, scaled
-    # for detection in one libswscale call, and the shot detector's thumbnails
-    with clock.process("decode (pass 2)"):
+    # one decode (full size, native format) serves both passes; pass 2 copies each picture it
+    # takes (it pastes in place); pass 1 scales each frame for detection in one libswscale
+    # call and makes the shot detector's thumbnails
+    with clock.process("decode (once, shared by both passes)"):
         with open_video(clip) as reader:
             info = reader.info
             frames = list(reader)
-    with clock.process("decode (pass 1)"):
-        with open_video(clip) as reader:
-            for f in reader:
-                pass
+    with clock.thread("pass 2's copy of the shared pictures"):
+        for f in frames:
+            f.picture.copy()
     n = len(frames)
     smalls = []
     with clock.thread("detection image (pass 1)"):
@@ -313,7 +315,7 @@ def writer_threads(codec: str, threads: int) -> str:
     return f"{count}{'' if kind is None else ' ' + str(kind).lower()}"
 
 
-HOST = ["decode (pass 2)", "decode (pass 1)", "detection image (pass 1)", "shot thumbnails (pass 1)",
+HOST = ["decode (once, shared by both passes)", "pass 2's copy of the shared pictures", "detection image (pass 1)", "shot thumbnails (pass 1)",
         "tracking (pass 1)", "alignment (landmarks -> affine)", "engine (identity; bookkeeping)",
         "pass 2 bookkeeping", "torch face path launches (estimate)", "encoder frame copy", "mux"]
 

@@ -156,6 +156,10 @@ def test_pass1_overlaps_pass2_with_the_same_output(tmp_path, edited_clip):
     assert two["overlap"]["groups"] == len([c for c in bounds if c > 0]) + 1
     began = two["overlap"]["frames_detected_when_restoring_began"]
     assert began is not None and began < truth.frames, two["overlap"]
+    # one decode: pass 2 restored the frames pass 1 decoded (videofix.pipeline.shared)
+    shared = two["overlap"]["shared_decode"]
+    assert shared["frames_shared"] == truth.frames and shared["frames_decoded_again"] == 0, shared
+    assert shared["overflow_at"] is None and 0 < shared["peak_mib"] <= shared["memory_mib"], shared
     film1, film2 = one["film"], two["film"]
     assert any(s["mode"] == "luma" for s in film2["shots"]) and film2["repeat_runs"] and film2["faces_reused"] > 0
     for key in ("cuts", "soft_cuts", "transitions", "tracks", "faces_restored", "frames_written"):
@@ -167,6 +171,46 @@ def test_pass1_overlaps_pass2_with_the_same_output(tmp_path, edited_clip):
         assert (t1, f1) == (t2, f2)
         for x, y in zip(p1, p2):
             assert np.array_equal(x, y)
+
+
+def test_shared_decode_past_its_memory_and_off_gives_the_same_output(tmp_path, edited_clip, monkeypatch):
+    """Pass 2 reads the frames pass 1 decoded; with too little memory for a shot (1 MiB: 18
+    frames of this clip, its shots have 30), pass 1 lets go at that shot (pass 2 waits for
+    it, pass 1 waits for room) and pass 2 decodes the rest itself; with `decode_memory_mb=0`
+    pass 2 decodes everything again. The bytes are the same in all three runs, and the
+    readers iterated say how many decodes each run made."""
+    from videofix.io.reader import VideoReader
+    from videofix.pipeline import local
+
+    clip, truth = edited_clip
+    decodes = []
+    iterate = VideoReader.__iter__
+    monkeypatch.setattr(VideoReader, "__iter__", lambda self: (decodes.append(self.path), iterate(self))[1])
+    runs = {}
+    for mb in (1024, 1, 0):
+        decodes.clear()
+        out = tmp_path / f"m{mb}.mkv"
+        report = local.restore_video(clip, out, _settings(workers=2, decode_memory_mb=mb), quiet=True)
+        runs[mb] = (report, len(decodes), media.decode_frames(out))
+    (whole, n_whole, f_whole), (tight, n_tight, f_tight), (off, n_off, f_off) = runs[1024], runs[1], runs[0]
+    assert whole["overlap"]["groups"] > 1 and tight["overlap"]["groups"] > 1
+    assert whole["overlap"]["shared_decode"]["frames_shared"] == truth.frames
+    assert off["overlap"]["shared_decode"] is None
+    assert n_off == n_whole + 1 and n_tight == n_whole + 1, (n_whole, n_tight, n_off)
+    t = tight["overlap"]["shared_decode"]
+    assert t["overflow_at"] is not None and 0 < t["overflow_at"] < truth.frames, t
+    assert "shot longer than the decode memory" in t["overflow_why"], t
+    assert t["frames_shared"] == t["overflow_at"] == t["frames_skipped_again"], t
+    assert t["frames_shared"] + t["frames_decoded_again"] == truth.frames, t
+    assert t["peak_mib"] <= 1.0, t
+    for key in ("tracks", "faces_restored", "frames_written"):
+        assert json.dumps(whole[key], sort_keys=True) == json.dumps(tight[key], sort_keys=True) \
+            == json.dumps(off[key], sort_keys=True), key
+    assert len(f_whole) == len(f_tight) == len(f_off) == truth.frames
+    for a, b, c in zip(f_whole, f_tight, f_off):
+        assert a[0] == b[0] == c[0] and a[2] == b[2] == c[2]
+        for x, y, z in zip(a[1], b[1], c[1]):
+            assert np.array_equal(x, y) and np.array_equal(x, z)
 
 
 def test_a_pass1_failure_while_pass2_runs_is_raised_and_leaves_no_output(tmp_path, edited_clip, monkeypatch):

@@ -335,6 +335,11 @@ class RunSettings(SettingsGroup):
                           metavar="N",
                           absent={"vapoursynth": "VapourSynth schedules the filter's threads",
                                   "comfyui": "ComfyUI runs one node at a time"})
+    decode_memory_mb: int = option(1024, "memory for decoded frames that pass 1 keeps for pass 2 when the passes "
+                                   "overlap, so the video is decoded once (0 = pass 2 decodes it a second time; "
+                                   "from a shot that does not fit on, pass 2 decodes the rest itself)", lo=0, hi=1 << 20,
+                                   metavar="MB",
+                                   absent={"vapoursynth": _NOT_IN_FRAME_HOSTS, "comfyui": _NOT_IN_FRAME_HOSTS})
 
     def worker_count(self) -> int:
         """`workers`, with 0 = the cores this process may run on (its CPU affinity)."""

@@ -186,7 +186,8 @@ def _start_shot_feed(input_path, time_range, info, stages: LoadedStages, setting
     film1 = dataclasses.replace(film, seconds=dict.fromkeys(film.seconds, 0.0), frames_deinterlaced=0,
                                 frames_upscaled=0)
     feed = ShotFeed(lambda: open_video(input_path, time_range), detector=stages.detector, pool=pool, shots=shots,
-                    linker=linker, film=film1, timer=StageTimer(), total=total, quiet=quiet)
+                    linker=linker, film=film1, timer=StageTimer(), total=total, quiet=quiet,
+                    decode_memory=settings.decode_memory_mb << 20)
     return feed, linker.analysis
 
 
@@ -207,7 +208,10 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
     if settings.upscale != 1:
         out_info = dataclasses.replace(info, width=info.width * settings.upscale, height=info.height * settings.upscale)
     frames_read = frames_written = 0
-    with open_video(input_path, time_range) as reader, \
+    # pass 2 reads the frames pass 1 decoded when the passes overlap (`videofix.pipeline.shared`)
+    source = feed.shared.source() if feed is not None and feed.shared is not None else open_video(input_path,
+                                                                                                   time_range)
+    with source as reader, \
             OutputFile(input_path, output_path, out_info, settings.codec, settings.crf, settings.preset,
                        settings.pix_fmt, time_range, threads=settings.encoder_threads) as out:
 
@@ -251,6 +255,8 @@ def _restore_pass2(input_path, output_path, settings: RestoreSettings, *, info, 
                     finished = restorer.finish()
                 emit(finished)
         finally:
+            if feed is not None and feed.shared is not None:  # a decode thread waiting for pass 1 stops
+                feed.shared.close()
             if prefetched is not None:  # its decode thread stops before the reader's file closes (a crash after Ctrl-C)
                 prefetched.close()
             if executor is not None:

@@ -13,6 +13,8 @@ frames through `ShotFeed.gate`, which lets a frame through once the group of sho
 it is final. Pass 1 keeps only a few floats per face per frame, so it may run any distance
 ahead; pass 2 holds its usual bounded window. A shot longer than the film's other shots
 simply delays pass 2 until it ends (its colour verdict and tracks need all of it).
+Pass 2 restores the frames pass 1 decoded (`ShotFeed.shared`, a bounded
+`videofix.pipeline.shared.SharedFrames`): one decode of the video instead of two.
 
 Choices that compare tracks across the whole film (`--largest-face`, `--max-faces`, face
 references, the preview's frame choice) cannot be made before its end: the runner then runs
@@ -61,8 +63,15 @@ class ShotFeed:
     """
 
     def __init__(self, reader_factory, *, detector, pool, shots, linker: TrackLinker, film, timer: StageTimer,
-                 total: int | None = None, quiet: bool = True):
+                 total: int | None = None, quiet: bool = True, decode_memory: int = 0):
         self._reader_factory = reader_factory
+        # pass 1's decoded frames kept for pass 2 (one decode; `videofix.pipeline.shared`), or None
+        self.shared = None
+        if decode_memory > 0:
+            from videofix.pipeline.shared import SharedFrames
+
+            self.shared = SharedFrames(reader_factory, decode_memory, lambda: self.pass2_waiting)
+        self.pass2_waiting = False  # pass 2 is in `wait_for`
         self._detector, self.pool, self._shots = detector, pool, shots
         self.linker = linker
         self.analysis = linker.analysis
@@ -97,7 +106,8 @@ class ShotFeed:
         try:
             with self._reader_factory() as reader, Progress(self._total, "detect ", self._quiet, position=0) as bar:
                 survey = self.survey = self.film.survey()
-                frames = prefetch(self.film.frames(reader, survey), 8, self.timer, "decode_pass1")
+                source = self.shared.tap(reader) if self.shared is not None else reader
+                frames = prefetch(self.film.frames(source, survey), 8, self.timer, "decode_pass1")
                 t0 = time.perf_counter()
 
                 def progress(n: int) -> None:
@@ -154,9 +164,16 @@ class ShotFeed:
         """Block until frame `index`'s tracks are final; raises pass 1's error."""
         t0 = time.perf_counter()
         with self._cond:
-            while self._error is None and self._horizon <= index:
-                self._cond.wait(timeout=0.2)
-                check_interrupted()
+            try:
+                while self._error is None and self._horizon <= index:
+                    if not self.pass2_waiting:
+                        self.pass2_waiting = True
+                        if self.shared is not None:  # a pass 1 waiting for room sees it at once
+                            self.shared.pass2_blocked()
+                    self._cond.wait(timeout=0.2)
+                    check_interrupted()
+            finally:
+                self.pass2_waiting = False
             if self._error is not None:
                 raise self._error
         if self.detected_when_restoring_began is None:
@@ -177,9 +194,12 @@ class ShotFeed:
     def close(self) -> None:
         """Stop pass 1 (after an error in pass 2) and wait for its thread."""
         self._stop.set()
+        if self.shared is not None:  # a pass 1 waiting for room goes on (and stops)
+            self.shared.close()
         if self._thread.ident is not None:
             self._thread.join()
 
     def report(self) -> dict:
         return {"groups": len(self.groups), "frames_detected_when_restoring_began": self.detected_when_restoring_began,
-                "seconds_waiting_for_pass1": round(self.waits, 4)}
+                "seconds_waiting_for_pass1": round(self.waits, 4),
+                "shared_decode": self.shared.report() if self.shared is not None else None}

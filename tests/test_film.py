@@ -133,6 +133,28 @@ def test_grain_is_seeded_and_changes_every_frame():
     assert big.shape == (80, 100) and noise_sigma(big) < 0.6 * noise_sigma(a)  # coarser grain
 
 
+def test_the_grain_field_is_gaussian_and_the_same_drawn_by_torch():
+    """The counter-based field: unit Gaussian (mean, spread, tails, no correlation between
+    neighbours), and `grain_field_torch` (the torch face path's, drawn on the device) gives
+    the same samples as numpy within float32 rounding of log and cos, also resized."""
+    from scipy import stats
+
+    from videofix.faces.gpu import grain_field_torch
+
+    a = grain_field((300, 400), seed=11, frame_index=5, track_id=2)
+    assert abs(float(a.mean())) < 0.01 and abs(float(a.std()) - 1.0) < 0.01
+    assert stats.kstest(a.ravel()[::3], "norm").pvalue > 1e-3
+    assert abs(float(np.mean(np.abs(a) > 3.0)) - 0.0027) < 0.001  # the tails of N(0, 1)
+    for lag in ((0, 1), (1, 0), (1, 1)):
+        x, y = a[: a.shape[0] - lag[0], : a.shape[1] - lag[1]], a[lag[0]:, lag[1]:]
+        assert abs(float(np.corrcoef(x.ravel(), y.ravel())[0, 1])) < 0.01, lag
+    for shape, scale in (((300, 400), 1.0), ((37, 53), 1.0), ((80, 100), 2.0), ((61, 47), 1.5)):
+        want = grain_field(shape, seed=11, frame_index=5, track_id=2, scale=scale)
+        got = grain_field_torch(shape, seed=11, frame_index=5, track_id=2, scale=scale).numpy()
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
 def panning_frame(t: float, w: int = W, h: int = H) -> np.ndarray:
     """A sharp scene panning 5 px per field time."""
     base = face_content(w + 200, h, faces=1, face_size=150, motion=False, degrade=False, noise=0.0)(0)

@@ -30,15 +30,30 @@ from .alignment import BORDER_VALUE_RGB, affine_region, invert_affine, paste_aff
 from .masks import region_for_paste
 
 
+_CONSTANTS: dict = {}  # small constant tensors, per (name, device): uploaded once, not once per face
+
+
+def _constant(name, device, make) -> torch.Tensor:
+    """A cached constant tensor on `device` (`make()` builds it on the host the first time).
+    On CUDA each upload of host data is a blocking copy from pageable memory, which waits
+    for the work queued before it: a hidden sync per face, which the cache removes."""
+    key = (name, str(device))
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = _CONSTANTS[key] = make().to(device)
+    return t
+
+
 def _grid(affine_dst_to_src: np.ndarray, out_hw: tuple[int, int], src_hw: tuple[int, int], device) -> torch.Tensor:
-    """grid_sample grid (1, h, w, 2) for a dst->src pixel affine (align_corners=True)."""
+    """grid_sample grid (1, h, w, 2) for a dst->src pixel affine (align_corners=True). The
+    coefficients are Python floats (float64 scalars): no upload, the same float64 sums."""
     h, w = out_hw
     sh, sw = src_hw
-    a = torch.as_tensor(np.asarray(affine_dst_to_src, np.float64), device=device)
+    (a00, a01, a02), (a10, a11, a12) = np.asarray(affine_dst_to_src, np.float64).tolist()
     ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float64),
                             torch.arange(w, device=device, dtype=torch.float64), indexing="ij")
-    sx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
-    sy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
+    sx = a00 * xs + a01 * ys + a02
+    sy = a10 * xs + a11 * ys + a12
     gx = 2 * sx / max(sw - 1, 1) - 1
     gy = 2 * sy / max(sh - 1, 1) - 1
     return torch.stack([gx, gy], dim=-1).float().unsqueeze(0)
@@ -51,7 +66,9 @@ def _sample(src: torch.Tensor, grid: torch.Tensor, border=None) -> torch.Tensor:
     if border is not None:
         ones = torch.ones((1, 1) + tuple(src.shape[1:]), device=src.device)
         cover = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-        b = torch.as_tensor(border, dtype=out.dtype, device=out.device).view(-1, 1, 1)
+        values = tuple(float(v) for v in np.ravel(border))
+        b = _constant(("border", values, out.dtype), out.device,
+                      lambda: torch.tensor(values, dtype=out.dtype)).view(-1, 1, 1)
         out = out + (1 - cover) * b
     return out
 
@@ -81,7 +98,8 @@ def _gaussian_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
     """cv2.GaussianBlur(x, (ksize, ksize), 0) on (h, w), reflect-101 border."""
     if ksize <= 1:
         return x
-    k = torch.as_tensor(cv2.getGaussianKernel(ksize, 0).ravel(), dtype=torch.float32, device=x.device)
+    k = _constant(("gaussian", ksize), x.device,
+                  lambda: torch.as_tensor(cv2.getGaussianKernel(ksize, 0).ravel(), dtype=torch.float32))
     r = ksize // 2
     y = F.pad(x[None, None], (r, r, 0, 0), mode="reflect")
     y = F.conv2d(y, k.view(1, 1, 1, -1))
@@ -428,8 +446,9 @@ def parse_map_to_mask_torch(classes: torch.Tensor) -> torch.Tensor:
     (S, S) 0..1 (two Gaussian blurs 101 / sigma 11, separable, float32; a 10-px border zeroed)."""
     from .masks import PARSE_KEEP
 
-    keep = torch.as_tensor(PARSE_KEEP, device=classes.device)[classes.long()]
-    k = torch.as_tensor(cv2.getGaussianKernel(101, 11).ravel(), dtype=torch.float32, device=classes.device)
+    keep = _constant("parse_keep", classes.device, lambda: torch.as_tensor(PARSE_KEEP))[classes.long()]
+    k = _constant(("gaussian", 101, 11), classes.device,
+                  lambda: torch.as_tensor(cv2.getGaussianKernel(101, 11).ravel(), dtype=torch.float32))
     m = _separable_blur(_separable_blur(keep, k), k)
     t = 10
     m[:t, :] = 0
@@ -459,7 +478,8 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, h
 
     if luma.ndim != 2 or min(luma.shape) < 3:
         return float("nan")
-    k = torch.tensor(_NOISE_KERNEL, dtype=torch.float32, device=luma.device).view(1, 1, 3, 3)
+    k = _constant("noise_kernel", luma.device,
+                  lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
     # the 1-px border is never measured: its padding does not matter
     r = F.conv2d(F.pad(luma.float()[None, None], (1, 1, 1, 1), mode="replicate"), k)[0, 0].abs()
     valid = torch.zeros(luma.shape, dtype=torch.bool, device=luma.device)
@@ -478,6 +498,42 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, h
     n = int(s.numel())
     med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) * 0.5
     return float(med.item()) * 1.4826 / 6.0
+
+
+def _lowbias32_t(x: torch.Tensor) -> torch.Tensor:
+    """`videofix.film.grain._lowbias32` on int64 tensors holding uint32 values; each product
+    is split in 16-bit halves so that no intermediate leaves int64."""
+    from videofix.film.grain import _HASH_MULTIPLIERS, _MASK32
+
+    def mul(v: torch.Tensor, m: int) -> torch.Tensor:
+        lo, hi = m & 0xFFFF, m >> 16
+        return (v * lo + (((v * hi) & 0xFFFF) << 16)) & _MASK32
+
+    x = x ^ (x >> 16)
+    x = mul(x, _HASH_MULTIPLIERS[0])
+    x = x ^ (x >> 15)
+    x = mul(x, _HASH_MULTIPLIERS[1])
+    return x ^ (x >> 16)
+
+
+def grain_field_torch(shape: tuple[int, int], *, seed: int, frame_index: int, track_id: int, scale: float = 1.0,
+                      device="cpu") -> torch.Tensor:
+    """`videofix.film.grain.grain_field` drawn on `device`: float32 (h, w), the same integers
+    (so the same field, within a few float32 ulps of its logarithm and cosine), no host work
+    but the key."""
+    from videofix.film.grain import _MASK32, grain_draw_shape, grain_key
+
+    h, w = int(shape[0]), int(shape[1])
+    dh, dw = grain_draw_shape((h, w), scale)
+    key = grain_key(seed, frame_index, track_id)
+    index = (torch.arange(dh * dw, dtype=torch.int64, device=device) * 2 + key) & _MASK32
+    u1 = ((_lowbias32_t(index) >> 8).float() + 0.5) * np.float32(2.0 ** -24)
+    u2 = ((_lowbias32_t((index + 1) & _MASK32) >> 8).float() + 0.5) * np.float32(2.0 ** -24)
+    field = (torch.sqrt(np.float32(-2.0) * torch.log(u1)) * torch.cos(np.float32(2.0 * np.pi) * u2)).view(dh, dw)
+    if (dh, dw) == (h, w):
+        return field
+    # cv2.resize INTER_LINEAR: half-pixel centres, edge samples repeated
+    return F.interpolate(field[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
 
 
 def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:

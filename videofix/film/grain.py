@@ -11,8 +11,12 @@ value (MAD) is insensitive to the edges and texture that remain. Sigma is in lum
 values of the picture being measured.
 
 Grain: seeded Gaussian noise, a new field per frame (film grain changes every frame) and
-per track, from `numpy.random.default_rng([seed, frame, track])`, so runs are reproducible
-and independent of batching or segmenting. When the picture was upscaled, the grain is
+per track, so runs are reproducible and independent of batching or segmenting. The field is
+counter-based: each sample is a pure function of (seed, frame, track, its position), two
+32-bit integer hashes (Wellons' lowbias32) of its index giving two 24-bit uniforms and
+Box-Muller giving the Gaussian. So the torch face path draws the same field on the GPU
+(`videofix.faces.gpu.grain_field_torch`: the same integers, float32 maths within a few
+ulps) instead of drawing it on the host and copying it over. When the picture was upscaled, the grain is
 drawn at the source resolution and resized the same way, so its grain size matches the
 upscaled grain around it. Its amplitude is calibrated with the same estimator on the
 field itself, whatever the field's spatial correlation.
@@ -59,17 +63,59 @@ def noise_sigma(luma: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(np.median(vals)) * 1.4826 / 6.0
 
 
+_MASK32 = 0xFFFFFFFF
+_HASH_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)  # lowbias32 (C. Wellons, "hash-prospector")
+
+
+def _hash32_int(x: int) -> int:
+    """lowbias32 of one Python int (the key's mixing)."""
+    x &= _MASK32
+    x ^= x >> 16
+    x = (x * _HASH_MULTIPLIERS[0]) & _MASK32
+    x ^= x >> 15
+    x = (x * _HASH_MULTIPLIERS[1]) & _MASK32
+    return x ^ (x >> 16)
+
+
+def grain_key(seed: int, frame_index: int, track_id: int) -> int:
+    """The 32-bit key of one face's field in one frame."""
+    return _hash32_int(int(seed) ^ _hash32_int(int(frame_index) ^ _hash32_int(int(track_id) ^ 0x9E3779B9)))
+
+
+def grain_draw_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The size the field is drawn at before resizing (`scale` > 1: 1/scale of it, plus one)."""
+    h, w = int(shape[0]), int(shape[1])
+    if scale <= 1.0:
+        return h, w
+    return max(2, math.ceil(h / scale) + 1), max(2, math.ceil(w / scale) + 1)
+
+
+def _lowbias32(x: np.ndarray) -> np.ndarray:
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(_HASH_MULTIPLIERS[0])
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(_HASH_MULTIPLIERS[1])
+    x ^= x >> np.uint32(16)
+    return x
+
+
 def grain_field(shape: tuple[int, int], *, seed: int, frame_index: int, track_id: int, scale: float = 1.0) -> np.ndarray:
     """Unit Gaussian grain, float32 `shape` (h, w): drawn at 1/`scale` of the size and
     resized bilinearly when `scale` > 1 (grain of an upscaled picture). Same arguments,
-    same field."""
+    same field (see the module docstring; `videofix.faces.gpu.grain_field_torch` draws it
+    on a torch device)."""
     h, w = int(shape[0]), int(shape[1])
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(frame_index), int(track_id)])
-    if scale <= 1.0:
-        return rng.standard_normal((h, w), dtype=np.float32)
-    sh, sw = max(2, math.ceil(h / scale) + 1), max(2, math.ceil(w / scale) + 1)
-    small = rng.standard_normal((sh, sw), dtype=np.float32)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    dh, dw = grain_draw_shape((h, w), scale)
+    key = np.uint32(grain_key(seed, frame_index, track_id))
+    index = np.arange(dh * dw, dtype=np.uint32) * np.uint32(2) + key  # wraps mod 2**32
+    u1 = ((_lowbias32(index.copy()) >> np.uint32(8)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -24)
+    index += np.uint32(1)
+    u2 = ((_lowbias32(index) >> np.uint32(8)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -24)
+    z = np.sqrt(np.float32(-2.0) * np.log(u1)) * np.cos(np.float32(2.0 * math.pi) * u2)
+    field = z.astype(np.float32, copy=False).reshape(dh, dw)
+    if (dh, dw) == (h, w):
+        return field
+    return cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def ring_mask(shape: tuple[int, int], inner: tuple[int, int, int, int], face: np.ndarray) -> np.ndarray:

@@ -158,7 +158,7 @@ class FilmPaster:
             self.seconds["paste"] += (t1 - t0) + (t3 - t2)
 
     def _add_grain_torch(self, regions, rgb, mask, box, frame_index: int, track_id: int, torch):
-        from videofix.faces.gpu import noise_sigma_torch
+        from videofix.faces.gpu import grain_field_torch, noise_sigma_torch
 
         output = regions.picture
         x0, y0, x1, y1 = box
@@ -176,8 +176,8 @@ class FilmPaster:
         self._count(track_id, ring_sigma, face_sigma, need)
         if need <= 0.0:
             return rgb
-        field = torch.from_numpy(grain_field((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
-                                             scale=self.grain_scale)).to(rgb.device)
+        field = grain_field_torch((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
+                                  scale=self.grain_scale, device=rgb.device)  # drawn on the device
         unit = noise_sigma_torch(field, inner)
         if not np.isfinite(unit) or unit <= 0:
             return rgb

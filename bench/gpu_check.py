@@ -52,7 +52,11 @@ real one). Sections, in order of value, each with its own time budget (`--budget
    killed at the section's budget (which takes the time the sections before it left unused);
 6. VQFR: engine bf16 and fp32 at the end-to-end batch, code agreement;
 7. detection alone, for speed only: RetinaFace ResNet-50 and MobileNet-0.25 (formula weights)
-   on batches of 1080p frames.
+   on batches of 1080p frames;
+8. decoding the end-to-end clip on the CPU (FFmpeg's automatic threads, as videofix's reader)
+   and with NVDEC through PyAV's `hwaccel`: host CPU ms and wall ms a frame, and whether
+   NVDEC's pictures equal the CPU decoder's (the decode is about half of the host's work per
+   face on a GPU run: `bench/feed_rate.py`).
 
 TF32, cuDNN benchmark and memory format are stated with every row (`settings`): videofix's
 rows run with torch's defaults, as `videofix restore` does (cuDNN benchmark off, contiguous
@@ -91,10 +95,10 @@ for _p in (str(HERE), str(ROOT)):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-SECTIONS = ("engine_bf16", "end_to_end", "baseline", "engine_fp16_fp32", "compile", "vqfr", "detection")
+SECTIONS = ("engine_bf16", "end_to_end", "baseline", "engine_fp16_fp32", "compile", "vqfr", "detection", "decode")
 # seconds of each section at --budget 420 (scaled with it)
-BUDGETS = {"engine_bf16": 60, "end_to_end": 90, "baseline": 50, "engine_fp16_fp32": 60, "compile": 100,
-           "vqfr": 40, "detection": 20}
+BUDGETS = {"engine_bf16": 60, "end_to_end": 90, "baseline": 50, "engine_fp16_fp32": 60, "compile": 80,
+           "vqfr": 40, "detection": 20, "decode": 20}
 TOTAL_BUDGET = 420.0
 WATCHDOG_GRACE = 90.0  # seconds past the budget before the watchdog writes the results and exits (command: 600 s)
 
@@ -680,6 +684,62 @@ class Check:
                                 "settings": torch_settings()})
 
 
+    # -- 8 ----------------------------------------------------------------------------
+    def decode(self, sec: dict, deadline: float) -> None:
+        """The end-to-end clip decoded by FFmpeg on the CPU and by NVDEC (PyAV `hwaccel`, no
+        software fallback): CPU and wall ms a frame, the pictures' format, and the largest
+        difference of NVDEC's first frames (as yuv420p) from the CPU decoder's."""
+        import resource
+
+        import av
+
+        def cpu() -> float:
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            return r.ru_utime + r.ru_stime
+
+        clip, _ = self.need_clip()
+        compare = 4
+        reference: list[np.ndarray] = []
+        for name in ("cpu", "nvdec"):
+            row = {"decoder": name, "clip": f"{self.cfg.size[0]}x{self.cfg.size[1]} H.264 ({clip.name})"}
+            sec["rows"].append(row)
+            if time.perf_counter() >= deadline:
+                row["skipped"] = "section budget"
+                continue
+            try:
+                options = {}
+                if name == "nvdec":
+                    from av.codec.hwaccel import HWAccel, hwdevices_available
+
+                    row["hwdevices_available"] = list(hwdevices_available())
+                    options["hwaccel"] = HWAccel(device_type="cuda", allow_software_fallback=False)
+                c0, t0, frames, formats, diff = cpu(), time.perf_counter(), 0, set(), 0
+                with av.open(str(clip), **options) as container:
+                    stream = container.streams.video[0]
+                    stream.thread_type = "AUTO"
+                    for frame in container.decode(stream):
+                        formats.add(frame.format.name)
+                        if frames < compare:
+                            planes = frame.to_ndarray(format="yuv420p")
+                            if name == "cpu":
+                                reference.append(planes)
+                            elif frames < len(reference):
+                                diff = max(diff, int(np.abs(planes.astype(np.int16) - reference[frames]).max()))
+                        frames += 1
+                        if time.perf_counter() >= deadline:
+                            row["stopped"] = "section budget"
+                            break
+                    row["hwaccel_in_use"] = getattr(stream.codec_context, "is_hwaccel", None)
+                cpu_s, wall = cpu() - c0, time.perf_counter() - t0
+                row.update(frames=frames, formats=sorted(formats), cpu_ms_per_frame=round(1000 * cpu_s / frames, 2),
+                           wall_ms_per_frame=round(1000 * wall / frames, 2), frames_per_s=round(frames / wall, 1))
+                if name == "nvdec":
+                    row["max_abs_diff_vs_cpu_first_frames"] = diff if reference else None
+            except Exception as exc:  # noqa: BLE001 - NVDEC missing is a result, not a failure of the check
+                row["error"] = error_text(exc)
+            self.results.write()
+
+
 def child_compile(cfg: Config, out: Path) -> int:
     """The compile section's child: one engine cell, compiled (eager in a dry run). Its row is
     written after a first timing on 2 batches, then again after the full one, so a kill at the
@@ -842,6 +902,7 @@ def main(argv: list[str] | None = None) -> int:
     check.run("compile", check.compile_section, take_spare=True)  # a first compilation takes minutes
     check.run("vqfr", check.vqfr)
     check.run("detection", check.detection)
+    check.run("decode", check.decode)
     results.data["finished"] = True
     results.write()
     print(markdown(results.data))

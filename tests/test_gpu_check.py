@@ -157,7 +157,7 @@ def test_gpu_check_dry_runs_from_the_archive(machine, tmp_path):
         assert Path(data["av_file"]).resolve().is_relative_to(pyav.resolve()), data["av_file"]
     sections = data["sections"]
     assert {n: s["status"] for n, s in sections.items()} == dict.fromkeys(
-        ("engine_bf16", "end_to_end", "baseline", "engine_fp16_fp32", "compile", "vqfr", "detection"), "done")
+        ("engine_bf16", "end_to_end", "baseline", "engine_fp16_fp32", "compile", "vqfr", "detection", "decode"), "done")
     engine = {(r["dtype"], r["batch"], r.get("variant")): r for r in sections["engine_bf16"]["rows"]}
     assert {k for k in engine if k[2] is None} == {("bf16", 1, None), ("bf16", 2, None)}
     assert all(r["faces_per_s"] > 0 and r["settings"]["memory_format"] for r in engine.values()), engine
@@ -178,8 +178,13 @@ def test_gpu_check_dry_runs_from_the_archive(machine, tmp_path):
     assert compiled["faces_per_s"] > 0 and compiled["code_agreement_with_eager_bf16"] == 1.0, compiled
     assert sections["vqfr"]["rows"][0]["dtype"] == "bf16" and sections["vqfr"]["rows"][0]["faces_per_s"] > 0
     assert sections["detection"]["rows"][0]["frames_per_s"] > 0
+    # the CPU decoder timed; NVDEC tried (here: no CUDA device, so its row holds the error)
+    cpu_row, nvdec_row = sections["decode"]["rows"]
+    assert cpu_row["decoder"] == "cpu" and cpu_row["frames"] == clip["frames"] and cpu_row["cpu_ms_per_frame"] > 0
+    assert cpu_row["formats"] == ["yuv420p"], cpu_row
+    assert nvdec_row["decoder"] == "nvdec" and ("error" in nvdec_row or nvdec_row["frames"] == clip["frames"])
     md = next(tmp_path.glob("gpu-*-dry.md")).read_text()
-    assert md.count(": done (") == 7 and "code agreement codeformer bf16 vs fp32, batch 2" in md
+    assert md.count(": done (") == 8 and "code agreement codeformer bf16 vs fp32, batch 2" in md
 
 
 def test_results_survive_a_kill_after_the_first_section(machine, tmp_path):

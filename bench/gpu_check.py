@@ -792,7 +792,16 @@ def markdown(data: dict) -> str:
             if sec.get(key):
                 lines += [f"{key}: {sec[key]}", ""]
         rows = sec.get("rows", [])
-        if rows:
+        if rows and name == "decode":
+            lines += ["| decoder | frames | formats | CPU ms a frame | wall ms a frame | frames/s | "
+                      "max diff from the CPU decoder (first frames) | note |", "|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                lines.append(f"| {r['decoder']} | {fmt(r.get('frames'))} | {', '.join(r.get('formats', [])) or '-'} | "
+                             f"{fmt(r.get('cpu_ms_per_frame'), 2)} | {fmt(r.get('wall_ms_per_frame'), 2)} | "
+                             f"{fmt(r.get('frames_per_s'))} | {fmt(r.get('max_abs_diff_vs_cpu_first_frames'))} | "
+                             f"{r.get('skipped') or r.get('error') or r.get('stopped') or ''} |")
+            lines.append("")
+        elif rows:
             lines += ["| model | runner / variant | dtype | batch | faces/s | frames/s | peak MiB | efficiency | "
                       "vs baseline | settings | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
             for r in rows:

@@ -202,13 +202,7 @@ def measure(clip: Path, args, work: Path) -> dict:
     run_pass2("torch", frames_copy())
 
     # the CUDA configuration's pass 2 (face path torch), its stages timed apart
-    import functools
-
-    from videofix.faces import gpu
-
-    # the grain estimator as it runs on CUDA (device indices, one sync), not its CPU variant
-    originals = {(gpu, "noise_sigma_torch"): gpu.noise_sigma_torch}
-    gpu.noise_sigma_torch = functools.partial(gpu.noise_sigma_torch, host_index=False)
+    originals = {}
     for owner, attr, name in [
         (restoration, "estimate_alignment", "alignment (landmarks -> affine)"),
         (FaceRestorationPass, "_align_torch", "torch face path"),
@@ -330,13 +324,7 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
             finally:
                 Count.inside += time.thread_time() - t0
 
-    import functools
-
-    from videofix.faces import gpu
-
-    # the grain estimator as it runs on CUDA (device indices, one sync), not its CPU variant
-    originals = {(gpu, "noise_sigma_torch"): gpu.noise_sigma_torch}
-    gpu.noise_sigma_torch = functools.partial(gpu.noise_sigma_torch, host_index=False)
+    originals = {}
     for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
         fn = getattr(owner, attr)
         originals[(owner, attr)] = fn

@@ -478,14 +478,7 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, h
 
     if luma.ndim != 2 or min(luma.shape) < 3:
         return float("nan")
-    k = _constant("noise_kernel", luma.device,
-                  lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
-    # the 1-px border is never measured: its padding does not matter
-    r = F.conv2d(F.pad(luma.float()[None, None], (1, 1, 1, 1), mode="replicate"), k)[0, 0].abs()
-    valid = torch.zeros(luma.shape, dtype=torch.bool, device=luma.device)
-    valid[1:-1, 1:-1] = True
-    if mask is not None:
-        valid &= mask
+    r, valid = _noise_residual_t(luma, mask)
     if not (luma.device.type == "cpu" if host_index is None else host_index):
         return _strided_median_sigma(r, valid)
     vals = r[valid]  # on the CPU a boolean index is cheapest (on a GPU it is a host sync)
@@ -537,6 +530,33 @@ def grain_field_torch(shape: tuple[int, int], *, seed: int, frame_index: int, tr
 
 
 def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:
+    """`_strided_median_sigma_t` read on the host (one sync)."""
+    return float(_strided_median_sigma_t(r, valid).item())
+
+
+def noise_sigma_t(luma: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """`noise_sigma_torch` with device indices, left on the device: a float32 0-dim tensor
+    (nan when too few pixels are measurable), no host sync."""
+    if luma.ndim != 2 or min(luma.shape) < 3:
+        return torch.full((), float("nan"), dtype=torch.float32, device=luma.device)
+    r, valid = _noise_residual_t(luma, mask)
+    return _strided_median_sigma_t(r, valid)
+
+
+def _noise_residual_t(luma: torch.Tensor, mask: torch.Tensor | None):
+    """(|Immerkaer residual| of a (h, w) tensor, the bool mask of the samples measured)."""
+    k = _constant("noise_kernel", luma.device,
+                  lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
+    # the 1-px border is never measured: its padding does not matter
+    r = F.conv2d(F.pad(luma.float()[None, None], (1, 1, 1, 1), mode="replicate"), k)[0, 0].abs()
+    valid = torch.zeros(luma.shape, dtype=torch.bool, device=luma.device)
+    valid[1:-1, 1:-1] = True
+    if mask is not None:
+        valid &= mask
+    return r, valid
+
+
+def _strided_median_sigma_t(r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """`noise_sigma_torch`'s estimate from residuals `r` and the bool mask `valid` with one
     host sync: the same strided sample (every k-th valid residual in row-major order, k =
     n // MAX_SAMPLES when n > MAX_SAMPLES) and the same median, found with device indices."""
@@ -552,5 +572,4 @@ def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:
     lo = ((m - 1) // 2).clamp(min=0)
     hi = (m // 2).clamp(max=flat.numel() - 1)
     med = ordered.index_select(0, torch.stack([lo, hi])).sum() * 0.5  # no tensor-as-index: that reads it on the host
-    sigma = torch.where(n >= MIN_PIXELS, med * (1.4826 / 6.0), torch.full_like(med, float("nan")))
-    return float(sigma.item())
+    return torch.where(n >= MIN_PIXELS, med * (1.4826 / 6.0), torch.full_like(med, float("nan")))

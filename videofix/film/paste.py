@@ -73,6 +73,7 @@ class FilmPaster:
         self.keep_clean = set(keep_clean)
         self.clean: dict[int, Picture] = {}
         self.stats: dict[int, GrainStats] = {}
+        self._pending: dict = {}  # per track, the torch face path's grain figures summed on its device
         self.luma_faces = 0
         self.color_faces = 0
         self.seconds = {"grain": 0.0, "paste": 0.0}
@@ -158,7 +159,11 @@ class FilmPaster:
             self.seconds["paste"] += (t1 - t0) + (t3 - t2)
 
     def _add_grain_torch(self, regions, rgb, mask, box, frame_index: int, track_id: int, torch):
-        from videofix.faces.gpu import grain_field_torch, noise_sigma_torch
+        """`_add_grain` on the device with no host sync: the levels, the amount to add and
+        whether to add any stay device tensors (float64 for the scalar maths, as the host's
+        Python floats), the choices are `torch.where`s, and the figures for the report are
+        summed on the device per track (`settle` reads them once)."""
+        from videofix.faces.gpu import grain_field_torch, noise_sigma_t
 
         output = regions.picture
         x0, y0, x1, y1 = box
@@ -167,22 +172,46 @@ class FilmPaster:
         around = regions.luma(ring_box)
         ring = torch.ones(tuple(around.shape), dtype=torch.bool, device=around.device)
         ring[y0 - ring_box[1]:y1 - ring_box[1], x0 - ring_box[0]:x1 - ring_box[0]] &= ~(mask > 0)
-        ring_sigma = noise_sigma_torch(around, ring)
+        ring_sigma = noise_sigma_t(around, ring).double()
         inner = mask >= INNER_MASK
-        face_sigma = noise_sigma_torch(regions.rgb_to_luma(rgb), inner)
-        if not np.isfinite(ring_sigma) or not np.isfinite(face_sigma):
-            return rgb
-        need = added_sigma(ring_sigma, face_sigma)
-        self._count(track_id, ring_sigma, face_sigma, need)
-        if need <= 0.0:
-            return rgb
+        face_sigma = noise_sigma_t(regions.rgb_to_luma(rgb), inner).double()
+        valid = torch.isfinite(ring_sigma) & torch.isfinite(face_sigma)  # else: no grain, not counted
+        need = torch.sqrt(torch.clamp(ring_sigma * ring_sigma - face_sigma * face_sigma, min=0.0))  # added_sigma
+        zero = torch.zeros((), dtype=torch.float64, device=rgb.device)
+        self._count_on_device(track_id, torch.stack([valid.double(), torch.where(valid, ring_sigma, zero),
+                                                     torch.where(valid, face_sigma, zero),
+                                                     torch.where(valid, need, zero)]))
         field = grain_field_torch((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
                                   scale=self.grain_scale, device=rgb.device)  # drawn on the device
-        unit = noise_sigma_torch(field, inner)
-        if not np.isfinite(unit) or unit <= 0:
-            return rgb
-        grain = field * np.float32(need / unit / output.luma_code_scale())
-        return (rgb + grain[None]).clamp(0.0, 1.0)
+        unit = noise_sigma_t(field, inner).double()
+        add = valid & (need > 0) & torch.isfinite(unit) & (unit > 0)
+        factor = torch.where(add, need / unit / output.luma_code_scale(), zero).float()
+        return torch.where(add, (rgb + (field * factor)[None]).clamp(0.0, 1.0), rgb)
+
+    def _count_on_device(self, track_id: int, row) -> None:
+        """One face's (counted, ring, face, added) on the device, summed per track in paste order."""
+        with _FIGURES:
+            acc = self._pending.get(int(track_id))
+            self._pending[int(track_id)] = row if acc is None else acc + row
+
+    def settle(self) -> None:
+        """Add the figures summed on the device (the torch face path) to `stats`: one copy to
+        the host for all tracks."""
+        with _FIGURES:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        import torch
+
+        tracks = sorted(pending)
+        values = torch.stack([pending[t] for t in tracks]).cpu().tolist()
+        with _FIGURES:
+            for t, (faces, ring, face, added) in zip(tracks, values):
+                st = self.stats.setdefault(t, GrainStats())
+                st.faces += int(round(faces))
+                st.ring += ring
+                st.face += face
+                st.added += added
 
     def _count(self, track_id: int, ring_sigma: float, face_sigma: float, need: float) -> None:
         """One face's grain figures, summed per track for the report."""
@@ -224,6 +253,7 @@ class FilmPaster:
         return np.clip(rgb + grain[..., None], 0.0, 1.0)
 
     def report(self) -> dict:
+        self.settle()
         return {"luma_only_faces": self.luma_faces, "color_faces": self.color_faces,
                 "grain": {str(t): s.to_dict() for t, s in sorted(self.stats.items())}}
 

@@ -16,6 +16,7 @@ METRIC_COUNTERS = ("changed_tokens", "compared_tokens", "restored_abs_diff", "in
 
 def paster_figures(paster) -> dict:
     """A `FilmPaster`'s report figures as plain data (summed over segments by `merge_pasters`)."""
+    paster.settle()  # the torch face path's grain figures, summed on its device
     return {"luma_faces": paster.luma_faces, "color_faces": paster.color_faces, "seconds": dict(paster.seconds),
             "grain": {str(t): [st.faces, st.ring, st.face, st.added] for t, st in paster.stats.items()}}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,37 @@ def test_a_pass1_failure_while_pass2_runs_is_raised_and_leaves_no_output(tmp_pat
     out = tmp_path / "out.mkv"
     with pytest.raises(InputError, match="frame 100"):
         local.restore_video(edited_clip[0], out, _settings(workers=2), quiet=True)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_pass1_failure_before_its_first_frame_is_raised(tmp_path, edited_clip, monkeypatch):
+    """Pass 1 fails before it has read a frame (its detection fails at once): pass 2, which
+    reads the frames pass 1 decodes (the shared decode), does not wait for frames that will
+    not come; it decodes them itself and the error reaches the caller as itself."""
+    from videofix.errors import InputError
+    from videofix.pipeline import local, overlap
+
+    def failing(frames, *args, **kw):
+        raise InputError("the detector failed at once")
+        yield  # a generator, as detect_frames
+
+    monkeypatch.setattr(overlap, "detect_frames", failing)
+    out = tmp_path / "out.mkv"
+    raised = []
+
+    def run():
+        try:
+            local.restore_video(edited_clip[0], out, _settings(workers=2), quiet=True)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            raised.append(exc)
+
+    # a hang (pass 2 waiting for frames pass 1 will never give) fails the test instead of
+    # the suite: the run itself takes a few seconds
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive(), "pass 2 waits for frames pass 1 will never decode"
+    assert len(raised) == 1 and isinstance(raised[0], InputError) and "failed at once" in str(raised[0]), raised
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

@@ -62,6 +62,18 @@ def test_pass1_stopping_early_hands_the_rest_to_pass2s_own_decode(clip):
     assert r["frames_shared"] == 4 and r["frames_skipped_again"] == 4 and r["frames_decoded_again"] == 6, r
 
 
+def test_pass1_ending_before_its_first_frame_leaves_pass2_its_own_decode(clip):
+    """Pass 1's thread ends before its reader reached the tap (an error first): pass 2 decodes
+    every frame itself instead of waiting."""
+    shared = SharedFrames(lambda: open_video(clip), 1 << 30, lambda: False)
+    shared.pass1_ended()
+    with shared.source() as source:
+        got = pictures(source)
+    assert same(got, truth(clip))
+    r = shared.report()
+    assert r["overflow_at"] == 0 and r["frames_shared"] == 0 and r["frames_decoded_again"] == FRAMES, r
+
+
 def test_pass1_lets_go_when_the_memory_is_full_and_pass2_waits_for_it(clip):
     """Room for 3 frames, pass 2 waiting for pass 1 (its gate): pass 1 keeps 3, lets go at the
     4th instead of waiting for room, and reads on; pass 2 decodes from there itself."""

@@ -535,10 +535,10 @@ def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:
 
 
 def noise_sigma_t(luma: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """`noise_sigma_torch` with device indices, left on the device: a float32 0-dim tensor
+    """`noise_sigma_torch` with device indices, left on the device: a float64 0-dim tensor
     (nan when too few pixels are measurable), no host sync."""
     if luma.ndim != 2 or min(luma.shape) < 3:
-        return torch.full((), float("nan"), dtype=torch.float32, device=luma.device)
+        return torch.full((), float("nan"), dtype=torch.float64, device=luma.device)
     r, valid = _noise_residual_t(luma, mask)
     return _strided_median_sigma_t(r, valid)
 
@@ -572,4 +572,6 @@ def _strided_median_sigma_t(r: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
     lo = ((m - 1) // 2).clamp(min=0)
     hi = (m // 2).clamp(max=flat.numel() - 1)
     med = ordered.index_select(0, torch.stack([lo, hi])).sum() * 0.5  # no tensor-as-index: that reads it on the host
-    return torch.where(n >= MIN_PIXELS, med * (1.4826 / 6.0), torch.full_like(med, float("nan")))
+    # scaled in float64, as `videofix.film.grain.noise_sigma` scales numpy's median
+    return torch.where(n >= MIN_PIXELS, med.double() * 1.4826 / 6.0, torch.full((), float("nan"), dtype=torch.float64,
+                                                                               device=med.device))

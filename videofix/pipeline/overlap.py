@@ -139,6 +139,9 @@ class ShotFeed:
             with self._cond:
                 self._error = exc
                 self._cond.notify_all()
+        finally:
+            if self.shared is not None:  # whatever the reader reached: pass 2 decodes the rest itself
+                self.shared.pass1_ended()
 
     def _hand_over(self, start: int, stop: float, tracks, last: bool = False) -> None:
         """Give pass 2 the frames [start, stop): their paste modes and repeats, then the horizon."""

@@ -14,9 +14,10 @@ Memory is bounded (`capacity` bytes of pictures, `RestoreSettings.decode_memory_
     goes on; pass 2 reads the kept ones, then decodes the rest itself: it opens the file
     again and decodes from the start, giving only the frames from `overflow_at` on. That
     costs what a second decode always cost before, and no more; the frames are the same.
-  - Pass 1's reader ending early (an error, Ctrl-C, the run stopping) counts as an overflow
-    at the next frame, so pass 2 never waits for frames that will not come; pass 1's error
-    reaches pass 2 through the feed's gate as before.
+  - Pass 1 ending early (an error, also before its first frame, Ctrl-C, the run stopping)
+    counts as an overflow at its next frame (`pass1_ended`, called when pass 1's thread
+    ends), so pass 2 never waits for frames that will not come; pass 1's error reaches pass
+    2 through the feed's gate as before.
 
 Pass 2 pastes into its pictures in place, so it takes a copy of each kept picture (a memory
 copy, about 1 ms for a 1080p frame, against about 20 ms to decode it): pass 1's detection
@@ -80,6 +81,16 @@ class SharedFrames:
                     self.overflow_at, self.overflow_why = self._next, "pass 1 stopped reading"
                 self._ended = True
                 self._cond.notify_all()
+
+    def pass1_ended(self) -> None:
+        """Pass 1 is over, whether or not its reader reached the tap or its end (an error
+        before the first frame, a stop): pass 2 takes what was kept and decodes the rest
+        itself, never waiting for frames that will not come. Idempotent."""
+        with self._cond:
+            if not self._ended and self.overflow_at is None:
+                self.overflow_at, self.overflow_why = self._next, "pass 1 stopped reading"
+            self._ended = True
+            self._cond.notify_all()
 
     def _keep(self, frame) -> None:
         size = sum(p.nbytes for p in frame.picture.planes)

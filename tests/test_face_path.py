@@ -143,6 +143,37 @@ def test_grain_estimator_in_torch_matches_numpy_with_and_without_host_syncs():
             assert abs(got - ref) < 1e-4 * ref and abs(synced - ref) < 1e-4 * ref
 
 
+def test_three_noise_levels_in_one_estimate_read_each_on_its_own():
+    """`noise_sigmas_t` (the film paster's ring, face and unit-field levels in one set of
+    kernels: the face box placed in the ring's box, measured one pixel inside it) gives what
+    numpy's estimator gives for each image on its own, also for boxes too small to measure
+    and boxes against the ring's edge."""
+    from videofix.faces.gpu import noise_sigmas_t
+    from videofix.film.grain import noise_sigma
+
+    rng = np.random.default_rng(6)
+    for (rh, rw), (oy, ox, bh, bw) in (((200, 180), (30, 20, 140, 120)), ((60, 50), (0, 0, 60, 40)),
+                                       ((40, 40), (10, 10, 2, 30)), ((90, 700), (5, 300, 80, 390))):
+        ring = (rng.normal(0, 5, (rh, rw)) + np.linspace(0, 40, rw)).astype(np.float32)
+        face = (rng.normal(0, 2, (bh, bw)) + 100).astype(np.float32)
+        field = rng.normal(0, 1, (bh, bw)).astype(np.float32)
+        mask = rng.random((bh, bw))
+        inner = mask >= 0.5
+        around = np.ones((rh, rw), bool)
+        around[oy:oy + bh, ox:ox + bw] &= ~(mask > 0.3)
+        lumas = np.zeros((3, rh, rw), np.float32)
+        lumas[0], lumas[1, oy:oy + bh, ox:ox + bw], lumas[2, oy:oy + bh, ox:ox + bw] = ring, face, field
+        measured = np.zeros((3, rh, rw), bool)
+        measured[0] = around
+        measured[1:, oy + 1:oy + bh - 1, ox + 1:ox + bw - 1] = inner[1:-1, 1:-1]
+        got = noise_sigmas_t(torch.from_numpy(lumas), torch.from_numpy(measured)).numpy()
+        assert got.dtype == np.float64
+        want = [noise_sigma(ring, around), noise_sigma(face, inner), noise_sigma(field, inner)]
+        for g, w in zip(got, want):
+            assert (np.isnan(g) and np.isnan(w)) or abs(g - w) <= 1e-5 * w, (got, want)
+        assert not np.isnan(want[0])
+
+
 @pytest.mark.parametrize("mode", ["color", "luma"])
 def test_film_paste_with_grain_matches_numpy_and_leaves_outside_exact(mode):
     """Two real faces pasted clean (so grain is added) into a yuv420p picture by the film paster,

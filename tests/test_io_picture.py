@@ -31,6 +31,71 @@ def test_av_frame_round_trip_is_exact(pix_fmt):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("pix_fmt,size", [("yuv420p", (64, 36)), ("yuvj420p", (64, 36)), ("yuv420p", (51, 37)),
+                                           ("yuv422p", (64, 36)), ("rgb24", (64, 36))])
+def test_av_frame_view_reads_what_a_copy_reads(pix_fmt, size):
+    """`av_frame_view` (no copy for decoded even-sized yuv420p: the planes lie in one buffer)
+    gives libswscale the same picture, tags included, as `to_av_frame`'s copy; writes to the
+    planes show through; `copy` keeps the layout; planes replaced fall back to a copy."""
+    from videofix.io.picture import _packed_base
+
+    w, h = size
+    rgb = smooth_rgb(h, w)
+    pic = Picture.from_av(Picture.from_rgb(rgb, pix_fmt, colorspace="bt709").to_av_frame())
+    packed = pix_fmt in ("yuv420p", "yuvj420p") and w % 2 == 0 and h % 2 == 0
+    assert (_packed_base(pic) is not None) == packed
+
+    def small(frame):
+        return frame.reformat(width=w // 2, height=h // 2, format="rgb24", interpolation="AREA").to_ndarray()
+
+    view = pic.av_frame_view()
+    assert (view.colorspace, view.color_range) == (pic.to_av_frame().colorspace, pic.to_av_frame().color_range)
+    np.testing.assert_array_equal(small(view), small(pic.to_av_frame()))
+    pic.planes[0][: h // 2] = 16  # pass 2 pastes into its planes in place
+    np.testing.assert_array_equal(small(pic.av_frame_view()), small(pic.to_av_frame()))
+    twin = pic.copy()
+    assert (_packed_base(twin) is not None) == packed
+    assert all(np.array_equal(a, b) and not np.shares_memory(a, b) for a, b in zip(pic.planes, twin.planes))
+    apart = Picture(tuple(p.copy() for p in pic.planes), pic.pix_fmt, w, h, pic.colorspace, pic.color_range)
+    assert _packed_base(apart) is None
+    np.testing.assert_array_equal(small(apart.av_frame_view()), small(pic.to_av_frame()))
+
+
+def test_decoded_yuv420p_is_viewed_without_a_copy(tmp_path):
+    """A decoded yuv420p picture's view is its own memory (what pass 1's detection image
+    reads), and the detection image equals the one made from a copy."""
+    from videofix.io.reader import open_video
+    from videofix.pipeline.analysis import detection_image
+    from videofix.samples import face_content, write_sample_clip
+
+    clip = write_sample_clip(tmp_path / "c.mp4", face_content(320, 240), 3, audio=False)
+    with open_video(clip) as reader:
+        frames = list(reader)
+    pic = frames[1].picture
+    view = pic.av_frame_view()
+    assert np.shares_memory(np.frombuffer(view.planes[0], np.uint8), pic.planes[0])
+    small, scale = detection_image(pic)
+    old = pic.to_av_frame().reformat(width=small.shape[1], height=small.shape[0], format="rgb24",
+                                     interpolation="AREA").to_ndarray()
+    np.testing.assert_array_equal(small, old)
+
+
+def test_shot_thumbnail_is_the_area_average_within_one_level():
+    """The shot thumbnail (libswscale's area filter) is OpenCV's area average within one
+    level of rounding, on a real face at detection size."""
+    import cv2
+
+    from videofix.samples import face_content
+    from videofix.shots.transnet import THUMB_H, THUMB_W, shot_thumbnail
+
+    rgb = face_content(1138, 640)(3)
+    thumb = shot_thumbnail(rgb)
+    assert thumb.shape == (THUMB_H, THUMB_W, 3) and thumb.dtype == np.uint8
+    want = cv2.resize(rgb, (THUMB_W, THUMB_H), interpolation=cv2.INTER_AREA)
+    assert np.abs(thumb.astype(int) - want).max() <= 1
+    assert np.array_equal(shot_thumbnail(thumb), thumb)
+
+
 @pytest.mark.parametrize("pix_fmt", FORMATS)
 def test_blend_leaves_masked_out_samples_bit_identical(pix_fmt):
     pic = Picture.from_rgb(smooth_rgb(37, 51), pix_fmt)

@@ -67,6 +67,29 @@ def test_streaming_track_metrics_equal_the_batch_functions():
     assert summary["code_flip_rate"] == pytest.approx(code_flip_rate(codes, cuts))
 
 
+def test_streaming_sums_of_uint8_crops_are_exact_integers():
+    """The streaming sums (what Ray segments add up) of full-size uint8 crops equal numpy's
+    int64 sums exactly, also for crops that are views of a batch, and a crop's buffer
+    reused by the caller after `update` changes nothing."""
+    rng = np.random.default_rng(2)
+    batch = rng.integers(0, 256, size=(4, 512, 512, 3), dtype=np.uint8)
+    inputs = rng.integers(0, 256, size=(4, 512, 512, 3), dtype=np.uint8)
+    m = TrackMetrics()
+    buffer = np.empty((512, 512, 3), np.uint8)
+    for t in range(4):
+        buffer[...] = inputs[t]
+        m.update(None, batch[t][:, ::-1] if t % 2 else batch[t], buffer)
+        buffer[...] = 0  # the caller reuses its buffer
+    want_r = want_x = 0
+    for t in range(1, 4):
+        prev = batch[t - 1][:, ::-1] if (t - 1) % 2 else batch[t - 1]
+        cur = batch[t][:, ::-1] if t % 2 else batch[t]
+        want_r += int(np.abs(cur.astype(np.int64) - prev).sum())
+        want_x += int(np.abs(inputs[t].astype(np.int64) - inputs[t - 1]).sum())
+    assert m.restored_abs_diff == want_r and m.input_abs_diff == want_x
+    assert m.compared_values == 3 * 512 * 512 * 3
+
+
 def test_json_number_drops_nan_and_inf():
     assert json_number(math.nan) is None
     assert json_number(math.inf) is None

@@ -50,12 +50,16 @@ def _grid(affine_dst_to_src: np.ndarray, out_hw: tuple[int, int], src_hw: tuple[
     h, w = out_hw
     sh, sw = src_hw
     (a00, a01, a02), (a10, a11, a12) = np.asarray(affine_dst_to_src, np.float64).tolist()
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float64),
-                            torch.arange(w, device=device, dtype=torch.float64), indexing="ij")
-    sx = a00 * xs + a01 * ys + a02
-    sy = a10 * xs + a11 * ys + a12
-    gx = 2 * sx / max(sw - 1, 1) - 1
-    gy = 2 * sy / max(sh - 1, 1) - 1
+    # grid_sample's coordinate g = 2 s / (n - 1) - 1 of the source pixel s = a0 x + a1 y + a2,
+    # affine in x and y: a row of its x terms plus a column of its y terms (float64), so a
+    # grid costs 8 kernels whatever its size
+    cx, cy = 2.0 / max(sw - 1, 1), 2.0 / max(sh - 1, 1)
+
+    def axis(step: float, n: int, start: float = 0.0) -> torch.Tensor:
+        return torch.linspace(start, start + step * (n - 1), n, dtype=torch.float64, device=device)
+
+    gx = axis(cx * a00, w, cx * a02 - 1.0)[None, :] + axis(cx * a01, h)[:, None]
+    gy = axis(cy * a10, w, cy * a12 - 1.0)[None, :] + axis(cy * a11, h)[:, None]
     return torch.stack([gx, gy], dim=-1).float().unsqueeze(0)
 
 
@@ -519,9 +523,10 @@ def grain_field_torch(shape: tuple[int, int], *, seed: int, frame_index: int, tr
     h, w = int(shape[0]), int(shape[1])
     dh, dw = grain_draw_shape((h, w), scale)
     key = grain_key(seed, frame_index, track_id)
-    index = (torch.arange(dh * dw, dtype=torch.int64, device=device) * 2 + key) & _MASK32
-    u1 = ((_lowbias32_t(index) >> 8).float() + 0.5) * np.float32(2.0 ** -24)
-    u2 = ((_lowbias32_t((index + 1) & _MASK32) >> 8).float() + 0.5) * np.float32(2.0 ** -24)
+    # sample i hashes indices 2 i + key (u1) and 2 i + 1 + key (u2): one pass over both
+    index = (torch.arange(2 * dh * dw, dtype=torch.int64, device=device) + key) & _MASK32
+    u = (((_lowbias32_t(index) >> 8).float() + 0.5) * np.float32(2.0 ** -24)).view(dh * dw, 2)
+    u1, u2 = u[:, 0], u[:, 1]
     field = (torch.sqrt(np.float32(-2.0) * torch.log(u1)) * torch.cos(np.float32(2.0 * np.pi) * u2)).view(dh, dw)
     if (dh, dw) == (h, w):
         return field
@@ -560,18 +565,38 @@ def _strided_median_sigma_t(r: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
     """`noise_sigma_torch`'s estimate from residuals `r` and the bool mask `valid` with one
     host sync: the same strided sample (every k-th valid residual in row-major order, k =
     n // MAX_SAMPLES when n > MAX_SAMPLES) and the same median, found with device indices."""
+    return _strided_median_sigmas_t(r.reshape(1, -1), valid.reshape(1, -1))[0]
+
+
+def _strided_median_sigmas_t(flat: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """`_strided_median_sigma_t` of each row of (k, n) residuals `flat` with bool masks `ok`,
+    in one set of kernels: float64 (k,) (nan where a row has too few valid samples)."""
     from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
 
-    flat, ok = r.reshape(-1), valid.reshape(-1)
-    n = ok.sum()
-    rank = torch.cumsum(ok, 0) - 1
-    step = torch.where(n > MAX_SAMPLES, n // MAX_SAMPLES, torch.ones_like(n))
-    sel = ok & (rank % step == 0)
-    m = sel.sum()
-    ordered = torch.where(sel, flat, torch.full_like(flat, float("inf"))).sort().values
+    n = ok.sum(1)
+    rank = torch.cumsum(ok, 1) - 1
+    step = torch.where(n > MAX_SAMPLES, n // MAX_SAMPLES, 1)
+    sel = ok & (rank % step[:, None] == 0)
+    m = sel.sum(1)
+    ordered = torch.where(sel, flat, float("inf")).sort(dim=1).values
     lo = ((m - 1) // 2).clamp(min=0)
-    hi = (m // 2).clamp(max=flat.numel() - 1)
-    med = ordered.index_select(0, torch.stack([lo, hi])).sum() * 0.5  # no tensor-as-index: that reads it on the host
+    hi = (m // 2).clamp(max=flat.shape[1] - 1)
+    med = ordered.gather(1, torch.stack([lo, hi], 1)).sum(1) * 0.5  # no tensor-as-index: that reads it on the host
     # scaled in float64, as `videofix.film.grain.noise_sigma` scales numpy's median
-    return torch.where(n >= MIN_PIXELS, med.double() * 1.4826 / 6.0, torch.full((), float("nan"), dtype=torch.float64,
-                                                                               device=med.device))
+    return torch.where(n >= MIN_PIXELS, med.double() * 1.4826 / 6.0, float("nan"))
+
+
+def noise_sigmas_t(lumas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """`noise_sigma_t` of k images at once: lumas (k, h, w), valid (k, h, w) bool (the samples
+    each one measures; the 1-px border of the canvas is never measured) -> float64 (k,) on
+    the device, no host sync. An image smaller than the canvas is measured as on its own when
+    its valid samples keep one pixel inside its own edges (their 3x3 neighbourhoods then lie
+    in it), e.g. a face box placed in its grain ring's box (`FilmPaster`)."""
+    k, h, w = lumas.shape
+    if min(h, w) < 3:
+        return torch.full((k,), float("nan"), dtype=torch.float64, device=lumas.device)
+    kernel = _constant("noise_kernel", lumas.device,
+                       lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
+    # no padding: the residuals of the canvas's inside, in row-major order as before
+    r = F.conv2d(lumas.float()[:, None], kernel).abs()
+    return _strided_median_sigmas_t(r.reshape(k, -1), valid[:, 1:-1, 1:-1].reshape(k, -1))

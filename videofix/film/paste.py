@@ -169,27 +169,35 @@ class FilmPaster:
         whether to add any stay device tensors (float64 for the scalar maths, as the host's
         Python floats), the choices are `torch.where`s, and the figures for the report are
         summed on the device per track (`settle` reads them once)."""
-        from videofix.faces.gpu import grain_field_torch, noise_sigma_t
+        from videofix.faces.gpu import grain_field_torch, noise_sigmas_t
 
         output = regions.picture
         x0, y0, x1, y1 = box
         bw, bh = x1 - x0, y1 - y0
         ring_box = _ring_box(output, box)
         around = regions.luma(ring_box)
-        ring = torch.ones(tuple(around.shape), dtype=torch.bool, device=around.device)
-        ring[y0 - ring_box[1]:y1 - ring_box[1], x0 - ring_box[0]:x1 - ring_box[0]] &= ~(mask > 0)
-        ring_sigma = noise_sigma_t(around, ring)
+        field = grain_field_torch((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
+                                  scale=self.grain_scale, device=rgb.device)  # drawn on the device
+        # the three noise levels in one estimate: the ring around the face (the frame's own
+        # grain), the restored face, and the unit field, the last two placed in the ring's box
+        # and measured one pixel inside the face box (as each measured on its own)
+        oy, ox = y0 - ring_box[1], x0 - ring_box[0]
         inner = mask >= INNER_MASK
-        face_sigma = noise_sigma_t(regions.rgb_to_luma(rgb), inner)
+        lumas = torch.zeros((3,) + tuple(around.shape), dtype=torch.float32, device=rgb.device)
+        lumas[0] = around
+        lumas[1, oy:oy + bh, ox:ox + bw] = regions.rgb_to_luma(rgb)
+        lumas[2, oy:oy + bh, ox:ox + bw] = field
+        measured = torch.zeros(tuple(lumas.shape), dtype=torch.bool, device=rgb.device)
+        measured[0] = True
+        measured[0, oy:oy + bh, ox:ox + bw] = ~(mask > 0)
+        measured[1:, oy + 1:oy + bh - 1, ox + 1:ox + bw - 1] = inner[1:-1, 1:-1]
+        ring_sigma, face_sigma, unit = noise_sigmas_t(lumas, measured).unbind()
         valid = torch.isfinite(ring_sigma) & torch.isfinite(face_sigma)  # else: no grain, not counted
         need = torch.sqrt(torch.clamp(ring_sigma * ring_sigma - face_sigma * face_sigma, min=0.0))  # added_sigma
         zero = torch.zeros((), dtype=torch.float64, device=rgb.device)
         self._count_on_device(track_id, torch.stack([valid.double(), torch.where(valid, ring_sigma, zero),
                                                      torch.where(valid, face_sigma, zero),
                                                      torch.where(valid, need, zero)]))
-        field = grain_field_torch((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
-                                  scale=self.grain_scale, device=rgb.device)  # drawn on the device
-        unit = noise_sigma_t(field, inner)
         add = valid & (need > 0) & torch.isfinite(unit) & (unit > 0)
         factor = torch.where(add, need / unit / output.luma_code_scale(), zero).float()
         return torch.where(add, (rgb + (field * factor)[None]).clamp(0.0, 1.0), rgb)

@@ -236,7 +236,13 @@ class Picture:
         return ((h, w), (h, w), (h, w))
 
     def copy(self) -> "Picture":
-        return Picture(tuple(p.copy() for p in self.planes), self.pix_fmt, self.width, self.height,
+        base = _packed_base(self)
+        if base is not None:  # one copy, and the copy keeps the packed layout
+            planes = _packed_planes(self.pix_fmt, self.width, self.height)
+            planes[0].base[...] = base
+        else:
+            planes = tuple(p.copy() for p in self.planes)
+        return Picture(planes, self.pix_fmt, self.width, self.height,
                        self.colorspace, self.color_range, self.color_primaries, self.color_trc)
 
     def align_box(self, box) -> tuple[int, int, int, int]:
@@ -516,6 +522,7 @@ class Picture:
             fmt = target
         lay = LAYOUTS[fmt]
         w, h = frame.width, frame.height
+        packed = _packed_planes(fmt, w, h)  # yuv420p: one buffer, so `av_frame_view` needs no copy
         planes = []
         for i, plane in enumerate(frame.planes):
             if lay.kind in ("rgb", "bgr"):
@@ -525,7 +532,11 @@ class Picture:
             itemsize = lay.dtype.itemsize
             buf = np.frombuffer(plane, dtype=lay.dtype)
             arr = np.lib.stride_tricks.as_strided(buf, shape=(ph, pw * ch), strides=(plane.line_size, itemsize))
-            arr = arr.copy()
+            if packed is not None:
+                packed[i][...] = arr
+                arr = packed[i]
+            else:
+                arr = arr.copy()
             planes.append(arr.reshape(ph, pw, 3) if ch == 3 else arr)
         spc = frame.colorspace if frame.colorspace not in (None, AVCOL_SPC_UNSPECIFIED) else colorspace_tag
         rng = frame.color_range if frame.color_range not in (None, AVCOL_RANGE_UNSPECIFIED) else range_tag
@@ -544,6 +555,21 @@ class Picture:
             buf = np.frombuffer(plane, dtype=self._layout.dtype)
             dst = np.lib.stride_tricks.as_strided(buf, shape=row.shape, strides=(plane.line_size, itemsize))
             dst[...] = row
+        return self._tag(frame)
+
+    def av_frame_view(self):
+        """An `av.VideoFrame` for reading (libswscale's input): the planes' own memory when
+        they lie in one buffer in FFmpeg's packed layout (`from_av` decodes yuv420p that
+        way: no copy; later writes to the planes show through), else `to_av_frame`'s copy.
+        Colour tags set as `to_av_frame` sets them."""
+        import av
+
+        base = _packed_base(self)
+        if base is None:
+            return self.to_av_frame()
+        return self._tag(av.VideoFrame.from_numpy_buffer(base.reshape(-1, self.width), format=self.pix_fmt))
+
+    def _tag(self, frame):
         if self._layout.kind == "yuv" or self._layout.kind == "gray":
             frame.colorspace = matrix_to_tag(self.colorspace) if self.colorspace in _MATRIX_TO_SPC else AVCOL_SPC_UNSPECIFIED
         else:
@@ -555,6 +581,39 @@ class Picture:
         except (AttributeError, ValueError):  # older PyAV: read-only
             pass
         return frame
+
+
+_PACKABLE = ("yuv420p", "yuvj420p")  # formats PyAV's from_numpy_buffer takes as one (3h/2, w) array
+
+
+def _packed_planes(fmt: str, w: int, h: int) -> tuple[np.ndarray, ...] | None:
+    """Y, U, V views of one new (h w 3/2,) uint8 buffer in FFmpeg's packed yuv420p layout
+    (each plane's rows follow each other, U after Y, V after U), for even sizes; else None."""
+    if fmt not in _PACKABLE or w % 2 or h % 2:
+        return None
+    n, c = w * h, (w // 2) * (h // 2)
+    buf = np.empty(n + 2 * c, np.uint8)
+    return buf[:n].reshape(h, w), buf[n:n + c].reshape(h // 2, w // 2), buf[n + c:].reshape(h // 2, w // 2)
+
+
+def _packed_base(picture: "Picture") -> np.ndarray | None:
+    """The one buffer a picture's planes are views of, in `_packed_planes`' layout, or None
+    (planes replaced, copied apart, or another format)."""
+    w, h = picture.width, picture.height
+    if picture.pix_fmt not in _PACKABLE or w % 2 or h % 2 or len(picture.planes) != 3:
+        return None
+    y, u, v = picture.planes
+    base = y.base
+    if not (isinstance(base, np.ndarray) and base is u.base and base is v.base and base.ndim == 1
+            and base.dtype == np.uint8 and base.flags.c_contiguous and base.size == w * h * 3 // 2):
+        return None
+    at = base.ctypes.data
+    n, c = w * h, (w // 2) * (h // 2)
+    if (y.ctypes.data, u.ctypes.data, v.ctypes.data) != (at, at + n, at + n + c):
+        return None
+    if not (y.flags.c_contiguous and u.flags.c_contiguous and v.flags.c_contiguous):
+        return None
+    return base
 
 
 @functools.lru_cache(maxsize=64)

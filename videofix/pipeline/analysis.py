@@ -36,9 +36,9 @@ def detection_image(picture: Picture, short_side: int = DETECTION_SHORT_SIDE) ->
     w, h = picture.width, picture.height
     scale = max(1.0, min(w, h) / float(short_side))
     dw, dh = max(2, int(round(w / scale))), max(2, int(round(h / scale)))
-    frame = picture.to_av_frame()
     if (dw, dh) == (w, h) and picture.pix_fmt == "rgb24":
         return np.ascontiguousarray(picture.planes[0]), 1.0
+    frame = picture.av_frame_view()  # no copy of a decoded yuv420p picture
     rgb = frame.reformat(width=dw, height=dh, format="rgb24", interpolation="AREA").to_ndarray()
     return np.ascontiguousarray(rgb), w / float(dw)
 

@@ -31,6 +31,16 @@ def shot_thumbnail(rgb: np.ndarray) -> np.ndarray:
     rgb = np.ascontiguousarray(rgb)
     if rgb.shape[:2] == (THUMB_H, THUMB_W):
         return rgb.astype(np.uint8, copy=False)
+    if rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3:
+        try:
+            import av
+        except ImportError:  # the GPU machine's bare interpreter: OpenCV's area filter (within 1 level)
+            pass
+        else:
+            # libswscale's area filter: the same box average as OpenCV's within one level of
+            # rounding, about 5 times faster on a 1138x640 detection image (0.3 ms, not 1.6)
+            frame = av.VideoFrame.from_numpy_buffer(rgb, format="rgb24")
+            return frame.reformat(width=THUMB_W, height=THUMB_H, interpolation="AREA").to_ndarray()
     return cv2.resize(rgb, (THUMB_W, THUMB_H), interpolation=cv2.INTER_AREA)
 
 

@@ -130,6 +130,8 @@ def test_pass2_stopping_frees_the_memory_and_lets_pass1_go_on(clip):
 
         t = threading.Thread(target=read_on)
         t.start()
+        with shared._cond:  # pass 1 is full and waits for room when pass 2 stops
+            assert shared._cond.wait_for(lambda: shared.waiting_for_room > 0, timeout=60)
         with shared.source():
             pass  # pass 2 leaves at once
         t.join(timeout=60)

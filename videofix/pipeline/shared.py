@@ -64,6 +64,7 @@ class SharedFrames:
         self.frames_skipped_again = 0  # frames pass 2 decoded only to reach overflow_at
         self.peak_bytes = 0
         self.waits_for_room = 0
+        self.waiting_for_room = 0  # pass 1 inside its wait for room now (0 or 1)
 
     # ------------------------------------------------------------------ pass 1's side
     def tap(self, reader) -> Iterator:
@@ -96,12 +97,14 @@ class SharedFrames:
         size = sum(p.nbytes for p in frame.picture.planes)
         with self._cond:
             self._next = frame.index + 1
-            if self.overflow_at is not None or self._closed:
-                return
             waited = False
-            while self._kept and self._bytes + size > self.capacity:
-                if self._closed:
+            while True:
+                # checked after every wait too: pass 2 may have stopped meanwhile (`close`
+                # empties the kept frames, which ends the wait for room: nothing may be kept then)
+                if self.overflow_at is not None or self._closed:
                     return
+                if not self._kept or self._bytes + size <= self.capacity:
+                    break
                 if self._pass2_waiting():  # pass 2 waits for pass 1, pass 1 for room: let go
                     self.overflow_at = frame.index
                     self.overflow_why = (f"a shot longer than the decode memory ({self.capacity >> 20} MiB) "
@@ -109,7 +112,12 @@ class SharedFrames:
                     self._cond.notify_all()
                     return
                 waited = True
-                self._cond.wait(_WAIT_S)
+                self.waiting_for_room += 1
+                self._cond.notify_all()  # (for whoever watches `waiting_for_room`)
+                try:
+                    self._cond.wait(_WAIT_S)
+                finally:
+                    self.waiting_for_room -= 1
                 check_interrupted()
             self.waits_for_room += waited
             self._kept.append(frame)

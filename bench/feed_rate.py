@@ -377,7 +377,7 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
 def outside_us(mode_cls, repeats: int = 4000) -> float:
     """Host microseconds of one op's dispatch up to a dispatch mode's handler and back (what
     `count_face_path_ops` takes off the path's time per op besides the handler's own time):
-    a loop of small ops (views, elementwise with tensors and scalars, a reduction) under
+    a loop of small ops (views, elementwise with tensors and scalars, a comparison, a where) under
     the mode, less the handler's time, less the same loop's Python with no op (best of 3)."""
     import torch
 

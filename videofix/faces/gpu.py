@@ -477,15 +477,16 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, h
     """`videofix.film.grain.noise_sigma` of a (h, w) float tensor (same estimator, same
     strided median); nan when too few pixels are measurable. host_index: pick the sample with
     a boolean index (two host syncs; the cheapest on the CPU) or with device indices (one
-    sync); None = the first on the CPU, the second elsewhere."""
+    sync, `noise_sigmas_t`); None = the first on the CPU, the second elsewhere."""
     from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
 
     if luma.ndim != 2 or min(luma.shape) < 3:
         return float("nan")
-    r, valid = _noise_residual_t(luma, mask)
+    if mask is None:
+        mask = torch.ones(tuple(luma.shape), dtype=torch.bool, device=luma.device)
     if not (luma.device.type == "cpu" if host_index is None else host_index):
-        return _strided_median_sigma(r, valid)
-    vals = r[valid]  # on the CPU a boolean index is cheapest (on a GPU it is a host sync)
+        return float(noise_sigmas_t(luma[None], mask[None])[0].item())
+    vals = _residual_inside(luma[None])[0][mask[1:-1, 1:-1]]  # on the CPU a boolean index is cheapest
     n = int(vals.numel())
     if n < MIN_PIXELS:
         return float("nan")
@@ -495,6 +496,14 @@ def noise_sigma_torch(luma: torch.Tensor, mask: torch.Tensor | None = None, *, h
     n = int(s.numel())
     med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) * 0.5
     return float(med.item()) * 1.4826 / 6.0
+
+
+def _residual_inside(lumas: torch.Tensor) -> torch.Tensor:
+    """|Immerkaer residual| of (k, h, w) images at their inside: float32 (k, h - 2, w - 2) (the
+    1-px border is never measured, so it needs no padding)."""
+    kernel = _constant("noise_kernel", lumas.device,
+                       lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
+    return F.conv2d(lumas.float()[:, None], kernel)[:, 0].abs()
 
 
 def _lowbias32_t(x: torch.Tensor) -> torch.Tensor:
@@ -535,42 +544,17 @@ def grain_field_torch(shape: tuple[int, int], *, seed: int, frame_index: int, tr
 
 
 def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:
-    """`_strided_median_sigma_t` read on the host (one sync)."""
-    return float(_strided_median_sigma_t(r, valid).item())
-
-
-def noise_sigma_t(luma: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """`noise_sigma_torch` with device indices, left on the device: a float64 0-dim tensor
-    (nan when too few pixels are measurable), no host sync."""
-    if luma.ndim != 2 or min(luma.shape) < 3:
-        return torch.full((), float("nan"), dtype=torch.float64, device=luma.device)
-    r, valid = _noise_residual_t(luma, mask)
-    return _strided_median_sigma_t(r, valid)
-
-
-def _noise_residual_t(luma: torch.Tensor, mask: torch.Tensor | None):
-    """(|Immerkaer residual| of a (h, w) tensor, the bool mask of the samples measured)."""
-    k = _constant("noise_kernel", luma.device,
-                  lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
-    # the 1-px border is never measured: its padding does not matter
-    r = F.conv2d(F.pad(luma.float()[None, None], (1, 1, 1, 1), mode="replicate"), k)[0, 0].abs()
-    valid = torch.zeros(luma.shape, dtype=torch.bool, device=luma.device)
-    valid[1:-1, 1:-1] = True
-    if mask is not None:
-        valid &= mask
-    return r, valid
-
-
-def _strided_median_sigma_t(r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """`noise_sigma_torch`'s estimate from residuals `r` and the bool mask `valid` with one
-    host sync: the same strided sample (every k-th valid residual in row-major order, k =
-    n // MAX_SAMPLES when n > MAX_SAMPLES) and the same median, found with device indices."""
-    return _strided_median_sigmas_t(r.reshape(1, -1), valid.reshape(1, -1))[0]
+    """`noise_sigma_torch`'s estimate from residuals `r` and the bool mask `valid` (any shape,
+    row-major order) with device indices, read on the host (one sync)."""
+    return float(_strided_median_sigmas_t(r.reshape(1, -1), valid.reshape(1, -1))[0].item())
 
 
 def _strided_median_sigmas_t(flat: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """`_strided_median_sigma_t` of each row of (k, n) residuals `flat` with bool masks `ok`,
-    in one set of kernels: float64 (k,) (nan where a row has too few valid samples)."""
+    """The noise estimate of each row of (k, n) residuals `flat` with bool masks `ok`, in one
+    set of kernels and no host sync: the strided sample of `videofix.film.grain.noise_sigma`
+    (every k-th valid residual in row-major order, k = n // MAX_SAMPLES when n > MAX_SAMPLES)
+    and its median, found with device indices. float64 (k,) (nan where a row has too few
+    valid samples)."""
     from videofix.film.grain import MAX_SAMPLES, MIN_PIXELS
 
     n = ok.sum(1)
@@ -587,7 +571,7 @@ def _strided_median_sigmas_t(flat: torch.Tensor, ok: torch.Tensor) -> torch.Tens
 
 
 def noise_sigmas_t(lumas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """`noise_sigma_t` of k images at once: lumas (k, h, w), valid (k, h, w) bool (the samples
+    """`noise_sigma` of k images at once: lumas (k, h, w), valid (k, h, w) bool (the samples
     each one measures; the 1-px border of the canvas is never measured) -> float64 (k,) on
     the device, no host sync. An image smaller than the canvas is measured as on its own when
     its valid samples keep one pixel inside its own edges (their 3x3 neighbourhoods then lie
@@ -595,8 +579,4 @@ def noise_sigmas_t(lumas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     k, h, w = lumas.shape
     if min(h, w) < 3:
         return torch.full((k,), float("nan"), dtype=torch.float64, device=lumas.device)
-    kernel = _constant("noise_kernel", lumas.device,
-                       lambda: torch.tensor(_NOISE_KERNEL, dtype=torch.float32)).view(1, 1, 3, 3)
-    # no padding: the residuals of the canvas's inside, in row-major order as before
-    r = F.conv2d(lumas.float()[:, None], kernel).abs()
-    return _strided_median_sigmas_t(r.reshape(k, -1), valid[:, 1:-1, 1:-1].reshape(k, -1))
+    return _strided_median_sigmas_t(_residual_inside(lumas).reshape(k, -1), valid[:, 1:-1, 1:-1].reshape(k, -1))

@@ -51,7 +51,7 @@ class SharedFrames:
         self.capacity = int(capacity)
         self._pass2_waiting = pass2_waiting
         self._cond = threading.Condition()
-        self._kept: deque = deque()
+        self._kept: deque = deque()  # (frame, its pictures' bytes), in order
         self._bytes = 0
         self.overflow_at: int | None = None  # pass 1's first frame not kept
         self.overflow_why: str | None = None
@@ -120,7 +120,7 @@ class SharedFrames:
                     self.waiting_for_room -= 1
                 check_interrupted()
             self.waits_for_room += waited
-            self._kept.append(frame)
+            self._kept.append((frame, size))
             self._bytes += size
             self.peak_bytes = max(self.peak_bytes, self._bytes)
             self._cond.notify_all()
@@ -143,8 +143,8 @@ class SharedFrames:
                     return None
                 self._cond.wait(_WAIT_S)
                 check_interrupted()
-            frame = self._kept.popleft()
-            self._bytes -= sum(p.nbytes for p in frame.picture.planes)
+            frame, size = self._kept.popleft()
+            self._bytes -= size
             self._cond.notify_all()
             return frame
 

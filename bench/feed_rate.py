@@ -19,19 +19,23 @@ encode; the thread's CPU time for the others):
                    (landmarks -> affine), pass 2's bookkeeping (the engine with `--model
                    identity`, pending frames, paste order, repeats), the torch face path's
                    host part (below), the picture -> encoder frame copy, mux
-  torch face path  run once more under a torch dispatch mode that counts and times its ops:
-                   its own Python and numpy (affine maths, boxes, region copies, crop
-                   stacking) is its thread time in that run less the time inside the mode's
-                   handler (the ops' work) less each op's dispatch up to the handler (its
-                   Python argument parsing and the dispatcher: calibrated on a loop of
-                   small ops, and counted in the launch estimate). Both figures come from one
-                   run, so the ops' CPU compute cancels out. It is an upper bound for a CUDA
-                   run: here the ops compute on this CPU between the Python lines and evict
-                   its caches (the same clip at 320x180 gives about 1.9 ms a face, and about
-                   3.2 when every op is made to evict 24 MB). Its launches are estimated:
-                   each kernel op at 10 us of host time (a typical eager CUDA dispatch +
-                   launch), each view (no kernel) at its dispatch cost measured here. The
-                   ops' own work is device time on CUDA (shown apart, run here on the CPU)
+  torch face path  its own Python and numpy (affine maths, boxes, region copies, crop
+                   stacking), from a run under a torch dispatch mode that computes nothing
+                   (`replay_face_path_python`: each op's result is an empty tensor of the
+                   shape the op gives on meta tensors, the few values the host reads are
+                   replayed from a real run), as on a CUDA host, where the ops run on the
+                   device: its thread time less the time inside the mode's handler less each
+                   op's dispatch up to the handler (calibrated on a loop of small ops, and
+                   counted in the launch estimate). The same measure on a run whose ops
+                   compute here (`count_face_path_ops`) is shown apart: an upper bound, since
+                   the ops' work between the Python lines evicts the CPU's caches (it grows
+                   with the frame size; the replayed figure does not). Its launches are
+                   estimated: each kernel op at 10 us of host time (a typical eager CUDA
+                   dispatch + launch), each view (no kernel) at its dispatch cost measured
+                   here. Host syncs (downloads) and uploads (pinned, non-blocking) are
+                   counted where the path moves data (`videofix.faces.gpu._upload`,
+                   `_download`). The ops' own work is device time on CUDA (shown apart, run
+                   here on the CPU)
   apart            the torch ops' time on the CPU, the numpy/OpenCV face path for the same
                    faces (the CPU default), and the encoder (codec, preset, threads: ms per
                    frame, CPU and wall)
@@ -247,7 +251,7 @@ def measure(clip: Path, args, work: Path) -> dict:
     inside = sum(clock.seconds.get(k, 0.0) for k in ("alignment (landmarks -> affine)", "torch face path",
                                                          "engine (identity; bookkeeping)", "engine tensor work"))
     clock.seconds["pass 2 bookkeeping"] = pass2_total - inside
-    ops = count_face_path_ops(analysis, stages, settings, frames_copy())
+    ops = count_face_path_ops(analysis, stages, settings, frames_copy)
 
     # the encoder's input frame (picture -> av.VideoFrame copy), the encoder, the mux
     with clock.thread("encoder frame copy"):
@@ -302,7 +306,7 @@ def view_op_us(repeats: int = 20000) -> float:
     return best
 
 
-def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
+def count_face_path_ops(analysis, stages, settings, make_pictures) -> dict:
     """The host's part of the torch face path on CUDA, from one run under a dispatch mode:
     torch ops per face (kernel launches and views), host syncs and uploads of host data, and
     the path's own Python and numpy: its thread time less the time spent inside the mode's
@@ -320,13 +324,13 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
     class Count(TorchDispatchMode):
         ops = syncs = views = uploads = 0
         inside = 0.0  # thread seconds inside the handler (the ops' dispatch below it and compute, the counting)
+        scalars: list = []  # (op, value) of each op whose result the host reads (a Python scalar), in order
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             t0 = time.thread_time()
             try:
                 Count.ops += 1
                 Count.views += bool(getattr(func, "is_view", False))  # metadata only: no kernel
-                Count.uploads += func is torch.ops.aten.lift_fresh.default  # host data made a tensor: an upload on CUDA
                 name = str(func)
                 # a host sync: a scalar read (.item()) or a boolean-mask index (its size is data)
                 bool_index = "aten.index.Tensor" in name and any(
@@ -334,15 +338,38 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
                     if i is not None)
                 if "_local_scalar_dense" in name or "nonzero" in name or bool_index:
                     Count.syncs += 1
-                return func(*args, **(kwargs or {}))
+                out = func(*args, **(kwargs or {}))
+                if isinstance(out, (bool, int, float)):
+                    Count.scalars.append((name, out))
+                return out
             finally:
                 Count.inside += time.thread_time() - t0
+
+    from videofix.faces import gpu
 
     outside = outside_us(Count)
     Count.ops = Count.syncs = Count.views = Count.uploads = 0
     Count.inside = 0.0
+    Count.scalars = []
     path = [0.0]
     originals = {}
+    # the path's traffic (`videofix.faces.gpu`): uploads (pinned, non-blocking on CUDA), the
+    # downloads (each one host sync), and the values the host reads (kept for the replay)
+    for attr in ("_upload", "_download", "_host_values"):
+        fn = getattr(gpu, attr)
+        originals[(gpu, attr)] = fn
+
+        def traffic(*a, _fn=fn, _attr=attr, **kw):
+            out = _fn(*a, **kw)
+            if _attr == "_upload":
+                Count.uploads += 1
+            elif _attr == "_download":
+                Count.syncs += 1
+            else:
+                Count.scalars.append(("host values", out))
+            return out
+
+        setattr(gpu, attr, traffic)
     for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
         fn = getattr(owner, attr)
         originals[(owner, attr)] = fn
@@ -359,7 +386,7 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
     try:
         restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
                                        paster=FilmPaster(grain=True), paste_options=settings.paste_options())
-        for f in pictures:
+        for f in make_pictures():
             restorer.feed(f)
         restorer.finish()
     finally:
@@ -367,11 +394,125 @@ def count_face_path_ops(analysis, stages, settings, pictures) -> dict:
             setattr(owner, attr, fn)
     faces = max(1, restorer.faces_restored)
     python_s = path[0] - Count.inside - Count.ops * outside * 1e-6
+    replayed = replay_face_path_python(analysis, stages, settings, make_pictures, Count.scalars)
     return {"ops_per_face": Count.ops / faces, "views_per_face": Count.views / faces,
+            "replay_python_ms_per_face": replayed["python_ms_per_face"], "replay": replayed,
             "inside_ops_ms_per_face": 1000 * Count.inside / faces, "uploads_per_face": Count.uploads / faces,
             "kernels_per_face": (Count.ops - Count.views) / faces, "syncs_per_face": Count.syncs / faces,
             "path_ms_per_face": 1000 * path[0] / faces, "python_ms_per_face": 1000 * python_s / faces,
             "outside_us": outside, "launch_us": LAUNCH_US, "view_us": view_op_us()}
+
+
+def replay_face_path_python(analysis, stages, settings, make_pictures, scalars: list) -> dict:
+    """The torch face path's own Python and numpy with the ops' compute taken off the CPU, as
+    on a CUDA host, where the ops run on the device and the host only dispatches them.
+
+    The same run once more under a dispatch mode that computes nothing: each op's result
+    shape comes from the op on meta tensors, and an empty tensor of that shape stands for
+    the result; views are taken for real (no data), in-place ops return their target, and
+    the values the host reads (`.item()`: the paste's mask width, the only data the path's
+    control flow depends on) are replayed from the counting run (`scalars`, in order), so
+    the run takes the same branches and dispatches the same ops. The pixels are garbage and
+    nothing reads them but the numpy between the ops, which does its real work on them.
+    Its Python is its thread time less the handler's time less each op's dispatch up to the
+    handler (`outside_us` under this mode). Ops meta cannot shape are computed (counted)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_map
+
+    from videofix.film.paste import FilmPaster
+    from videofix.pipeline.factory import make_engine
+    from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
+
+    meta = torch.device("meta")
+
+    def to_meta(x):
+        return x.to(meta) if isinstance(x, torch.Tensor) else x
+
+    def stand_in(x):
+        return torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=x.dtype) if (
+            isinstance(x, torch.Tensor) and x.device.type == "meta") else x
+
+    class Replay(TorchDispatchMode):
+        ops = computed = 0
+        inside = 0.0
+        queue: deque = deque()
+        replaying = False
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            t0 = time.thread_time()
+            try:
+                Replay.ops += 1
+                kwargs = kwargs or {}
+                if not Replay.replaying:  # calibration (`outside_us`): plain ops
+                    return func(*args, **kwargs)
+                name = str(func)
+                if Replay.queue and Replay.queue[0][0] == name:  # a value the host reads
+                    return Replay.queue.popleft()[1]
+                if getattr(func, "is_view", False):
+                    return func(*args, **kwargs)
+                if "out" in kwargs:
+                    return kwargs["out"]
+                if func.overloadpacket.__name__.endswith("_"):  # in place: its target
+                    return args[0]
+                try:
+                    mkw = tree_map(to_meta, kwargs)
+                    if "device" in mkw:
+                        mkw["device"] = meta
+                    return tree_map(stand_in, func(*tree_map(to_meta, args), **mkw))
+                except Exception:  # no meta kernel, or a data-dependent shape: compute it
+                    Replay.computed += 1
+                    return func(*args, **kwargs)
+            finally:
+                Replay.inside += time.thread_time() - t0
+
+    outside = outside_us(Replay)
+    Replay.ops, Replay.inside, Replay.computed = 0, 0.0, 0
+    Replay.queue = deque(scalars)
+    path = [0.0]
+    originals = {}
+    for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
+        fn = getattr(owner, attr)
+        originals[(owner, attr)] = fn
+
+        def replayed(*a, _fn=fn, **kw):
+            t0 = time.thread_time()
+            try:
+                with Replay():
+                    return _fn(*a, **kw)
+            finally:
+                path[0] += time.thread_time() - t0
+
+        setattr(owner, attr, replayed)
+    from videofix.faces import gpu
+
+    host_values = gpu._host_values
+
+    def replayed_values(t):
+        if not Replay.queue or Replay.queue[0][0] != "host values":
+            raise RuntimeError("feed_rate: the replay took other branches (a host read out of order)")
+        return Replay.queue.popleft()[1]
+
+    gpu._host_values = replayed_values
+    Replay.replaying = True
+    try:
+        restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
+                                       paster=FilmPaster(grain=True), paste_options=settings.paste_options())
+        for f in make_pictures():
+            restorer.feed(f)
+        restorer.finish()
+    finally:
+        Replay.replaying = False
+        gpu._host_values = host_values
+        for (owner, attr), fn in originals.items():
+            setattr(owner, attr, fn)
+    if Replay.queue:
+        raise RuntimeError(f"feed_rate: the replay took other branches ({len(Replay.queue)} host reads left)")
+    faces = max(1, restorer.faces_restored)
+    python_s = path[0] - Replay.inside - Replay.ops * outside * 1e-6
+    return {"python_ms_per_face": 1000 * python_s / faces, "path_ms_per_face": 1000 * path[0] / faces,
+            "inside_ms_per_face": 1000 * Replay.inside / faces, "ops_per_face": Replay.ops / faces,
+            "computed_per_face": Replay.computed / faces, "outside_us": outside}
 
 
 def outside_us(mode_cls, repeats: int = 4000) -> float:
@@ -421,8 +562,10 @@ def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str
     n, faces = r["frames"], r["faces"]
     per_face = {k: 1000 * v / faces for k, v in r["seconds"].items()}
     ops = r["torch_face_path_ops"]
-    # the path's own Python and numpy, from the counting run (`count_face_path_ops`)
-    per_face["torch face path: its Python and numpy"] = ops["python_ms_per_face"]
+    # the path's own Python and numpy with the ops' compute off the CPU, as on a CUDA host
+    # (`replay_face_path_python`); the counting run's figure, with the ops computing here
+    # between its lines, is shown apart as an upper bound
+    per_face["torch face path: its Python and numpy"] = ops["replay_python_ms_per_face"]
     per_face["torch face path launches (estimate)"] = (ops["kernels_per_face"] * ops["launch_us"]
                                                        + ops["views_per_face"] * ops["view_us"]) / 1000.0
     host = sum(per_face.get(k, 0.0) for k in HOST)
@@ -431,6 +574,8 @@ def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str
     for k in HOST:
         lines.append(f"| {k} | host | {per_face.get(k, 0.0):.2f} |")
     lines.append(f"| **host total** | host | **{host:.2f}** |")
+    lines.append(f"| torch face path's Python and numpy, the ops computing on this CPU between its lines (upper bound) "
+                 f"| apart | {ops['python_ms_per_face']:.2f} |")
     lines.append(f"| torch face path's torch ops (on the CPU here) | GPU on a CUDA run | "
                  f"{ops['inside_ops_ms_per_face']:.2f} |")
     lines.append(f"| engine tensor work (crop tensors, identity network, crops back) | GPU on a CUDA run | "
@@ -441,7 +586,7 @@ def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str
     e = r["encoder"]
     lines.append("")
     lines.append(f"torch face path launches: {ops['ops_per_face']:.0f} torch ops, {ops['syncs_per_face']:.1f} host "
-                 f"syncs and {ops['uploads_per_face']:.1f} uploads of host data a face: {ops['kernels_per_face']:.0f} kernel launches counted at {ops['launch_us']:.0f} us of "
+                 f"syncs (downloads) and {ops['uploads_per_face']:.1f} uploads (pinned, non-blocking) a face: {ops['kernels_per_face']:.0f} kernel launches counted at {ops['launch_us']:.0f} us of "
                  f"host time each on CUDA, {ops['views_per_face']:.0f} views (no kernel) at {ops['view_us']:.1f} us, "
                  f"their dispatch measured here")
     lines.append(f"encoder apart: {e['codec']} preset {e['preset']}, {e['threads']} threads: "

@@ -45,31 +45,49 @@ def _constant(name, device, make) -> torch.Tensor:
 
 
 def _grid(affine_dst_to_src: np.ndarray, out_hw: tuple[int, int], src_hw: tuple[int, int], device) -> torch.Tensor:
-    """grid_sample grid (1, h, w, 2) for a dst->src pixel affine (align_corners=True). The
-    coefficients are Python floats (float64 scalars): no upload, the same float64 sums."""
+    """grid_sample grid (1, h, w, 2) for a dst->src pixel affine (align_corners=True)."""
+    return _affine_grids([affine_dst_to_src], out_hw, src_hw, device)[0]
+
+
+def _affine_grids(affines_dst_to_src, out_hw: tuple[int, int], src_hw: tuple[int, int], device, sizes=None):
+    """grid_sample grids (n, h, w, 2) for n dst->src pixel affines (align_corners=True), in
+    one set of kernels whatever n and the size, and their validity: None, or with `sizes`
+    ((h_k, w_k) each, within out_hw) bool (n, h, w), True in grid k's top-left h_k x w_k,
+    where the grid reads its affine (beyond it: a point far outside the source, so zeros).
+
+    grid_sample's coordinate g = 2 s / (n - 1) - 1 of the source pixel s = a0 x + a1 y + a2
+    is affine in x and y: its coefficients (float64, computed on the host) go up in one
+    upload, and the grids are a row of x terms plus a column of y terms, in float64."""
     h, w = out_hw
     sh, sw = src_hw
-    (a00, a01, a02), (a10, a11, a12) = np.asarray(affine_dst_to_src, np.float64).tolist()
-    # grid_sample's coordinate g = 2 s / (n - 1) - 1 of the source pixel s = a0 x + a1 y + a2,
-    # affine in x and y: a row of its x terms plus a column of its y terms (float64), so a
-    # grid costs 8 kernels whatever its size
     cx, cy = 2.0 / max(sw - 1, 1), 2.0 / max(sh - 1, 1)
-
-    def axis(step: float, n: int, start: float = 0.0) -> torch.Tensor:
-        return torch.linspace(start, start + step * (n - 1), n, dtype=torch.float64, device=device)
-
-    gx = axis(cx * a00, w, cx * a02 - 1.0)[None, :] + axis(cx * a01, h)[:, None]
-    gy = axis(cy * a10, w, cy * a12 - 1.0)[None, :] + axis(cy * a11, h)[:, None]
-    return torch.stack([gx, gy], dim=-1).float().unsqueeze(0)
+    n = len(affines_dst_to_src)
+    coef = np.empty((n, 8), np.float64)
+    for k, a in enumerate(affines_dst_to_src):
+        (a00, a01, a02), (a10, a11, a12) = np.asarray(a, np.float64).tolist()
+        bh, bw = sizes[k] if sizes is not None else (h, w)
+        coef[k] = (cx * a00, cx * a01, cx * a02 - 1.0, cy * a10, cy * a11, cy * a12 - 1.0, bw, bh)
+    c = _upload(coef, device)[:, :, None, None]
+    xs = torch.arange(w, dtype=torch.float64, device=c.device)
+    ys = torch.arange(h, dtype=torch.float64, device=c.device)[:, None]
+    grid = torch.stack([c[:, 0] * xs + c[:, 1] * ys + c[:, 2], c[:, 3] * xs + c[:, 4] * ys + c[:, 5]], dim=-1)
+    if sizes is None:
+        return grid.float(), None
+    valid = (xs < c[:, 6]) & (ys < c[:, 7])
+    return torch.where(valid[..., None], grid, 3.0).float(), valid
 
 
 def _sample(src: torch.Tensor, grid: torch.Tensor, border=None) -> torch.Tensor:
-    """Bilinear sample (C,H,W) float -> (C,h,w); outside = `border` per channel (or 0)."""
-    x = src.float().unsqueeze(0)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    """Bilinear sample (C,H,W) float -> (C,h,w) with a grid (1, h, w, 2), or (n,C,H,W) ->
+    (n,C,h,w) with grids (n, h, w, 2); outside = `border` per channel (or 0)."""
+    single = src.ndim == 3
+    x = src.float().unsqueeze(0) if single else src.float()
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = out[0] if single else out
     if border is not None:
-        ones = torch.ones((1, 1) + tuple(src.shape[1:]), device=src.device)
-        cover = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+        ones = torch.ones((1, 1) + tuple(src.shape[-2:]), device=src.device).expand(grid.shape[0], -1, -1, -1)
+        cover = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        cover = cover[0] if single else cover
         values = tuple(float(v) for v in np.ravel(border))
         b = _constant(("border", values, out.dtype), out.device,
                       lambda: torch.tensor(values, dtype=out.dtype)).view(-1, 1, 1)
@@ -87,15 +105,17 @@ def warp_face_torch(frame: torch.Tensor, affine, size: int = 512, border_value=B
 
 
 def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
-    """cv2.erode with ones((k, k)) on (h, w): anchor k // 2, outside = +inf; k = 0 -> 3x3."""
+    """cv2.erode with ones((k, k)) on (h, w) (or each (h, w) of (n, h, w)): anchor k // 2,
+    outside = +inf; k = 0 -> 3x3."""
     if k == 0:
         k = 3
     if k == 1:
         return x
     a = k // 2
-    p = F.pad(-x[None, None], (a, k - 1 - a, a, k - 1 - a), value=float("-inf"))  # outside = +inf, no host sync
+    p = F.pad(-x.reshape((-1, 1) + tuple(x.shape[-2:])), (a, k - 1 - a, a, k - 1 - a),
+              value=float("-inf"))  # outside = +inf, no host sync
     # a rectangle's erosion is separable: rows, then columns (k + k compares a pixel, not k * k)
-    return -F.max_pool2d(F.max_pool2d(p, kernel_size=(1, k), stride=1), kernel_size=(k, 1), stride=1)[0, 0]
+    return -F.max_pool2d(F.max_pool2d(p, kernel_size=(1, k), stride=1), kernel_size=(k, 1), stride=1).view(x.shape)
 
 
 def _gaussian_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
@@ -284,14 +304,15 @@ class FaceRegions:
         hold every source pixel a crop reads (see `warp_box`)."""
         src = self.source_rgb_codes()
         x0, y0 = self.box[:2]
-        crops = []
+        inverses = []
         for a in affines:
             a = np.asarray(a, np.float64)
             local = a.copy()
             local[:, 2] += a[:, :2] @ np.array([x0, y0], np.float64)
-            grid = _grid(invert_affine(local), (size, size), tuple(src.shape[1:]), self.device)
-            crops.append(_sample(src, grid, border_value))
-        return torch.stack(crops).round_().clamp_(0, 255).to(torch.uint8)
+            inverses.append(invert_affine(local))
+        grid, _ = _affine_grids(inverses, (size, size), tuple(src.shape[1:]), self.device)  # every crop's at once
+        crops = _sample(src.expand(len(inverses), -1, -1, -1), grid, border_value)
+        return crops.round_().clamp_(0, 255).to(torch.uint8)
 
     def blend_rgb(self, rgb: torch.Tensor, mask: torch.Tensor, box, luma_only: bool = False) -> None:
         """`Picture.blend_rgb` on the region, in place: rgb float32 (3, h, w) RGB 0..1 and
@@ -349,6 +370,47 @@ class FaceRegions:
             val = (old + (_block_sum_t(m * codes, by, bx) - mb * old) / count).round_().clamp_(0.0, top)
             plane[creg] = torch.where(sel, val, old)
 
+    def blend_rgb_many(self, rgb: torch.Tensor, layers: "FaceLayers", luma_only: bool = False) -> None:
+        """`blend_rgb` of n faces whose boxes do not overlap, in one set of kernels: rgb float32
+        (n, 3, H, W) RGB 0..1 and `layers.masks` (n, H, W) hold face k in [:h_k, :w_k] of its
+        canvas (`FaceLayers`). For YUV the codes, weights and chroma block sums run on the
+        canvases at once; each face costs a copy of its samples out and one back per plane.
+        The same formulas as `blend_rgb`, so each sample gets `blend_rgb`'s value."""
+        boxes = layers.boxes
+        for box in boxes:
+            if tuple(box) != self.picture.align_box(box):
+                raise ValueError(f"blend_rgb_many: box {box} is not aligned")
+        local = [self._local(box) for box in boxes]
+        if self.kind != "yuv":
+            for k, ((h, w), box) in enumerate(zip(layers.sizes, boxes)):
+                self.blend_rgb(rgb[k, :, :h, :w], layers.masks[k, :h, :w], box, luma_only=luma_only)
+            return
+        m = layers.masks.clamp(0.0, 1.0)
+        top = self.top
+
+        def blend_planes(plane, like, sel, spans, step):
+            """Each face's span of `plane` -> step(old), rounded and clamped, where `sel`."""
+            old = torch.zeros_like(like)
+            for k, (x0, y0, x1, y1) in enumerate(spans):
+                old[k, :y1 - y0, :x1 - x0] = plane[y0:y1, x0:x1]
+            new = torch.where(sel, step(old).round_().clamp_(0.0, top), old)
+            for k, (x0, y0, x1, y1) in enumerate(spans):
+                plane[y0:y1, x0:x1] = new[k, :y1 - y0, :x1 - x0]
+
+        yc, cbc, crc = self._rgb_to_codes(rgb.transpose(0, 1))
+        blend_planes(self.planes[0], yc, m > 0, local, lambda old: old + m * (yc - old))
+        if luma_only:
+            return
+        by, bx = 1 << self.sy, 1 << self.sx
+        mb = _block_sum_t(m, by, bx)
+        count = _block_sum_t(layers.valid.float(), by, bx).clamp_(min=1.0)  # the samples of each block in its box
+        sel = mb > 0
+        spans = [(x0 >> self.sx, y0 >> self.sy, (x0 >> self.sx) + (-(-(x1 - x0) // bx)),
+                  (y0 >> self.sy) + (-(-(y1 - y0) // by))) for x0, y0, x1, y1 in local]
+        for plane, codes in ((self.planes[1], cbc), (self.planes[2], crc)):
+            sums = _block_sum_t(m * codes, by, bx)
+            blend_planes(plane, sums, sel, spans, lambda old, sums=sums: old + (sums - mb * old) / count)
+
     def _rgb_to_codes(self, rgb: torch.Tensor):
         kr, kg, kb = self.picture._coeffs()
         r, g, b = rgb[0], rgb[1], rgb[2]
@@ -365,29 +427,61 @@ class FaceRegions:
         planes = self.planes
         if self.kind in ("rgb", "bgr"):
             planes = [planes[0].permute(1, 2, 0)]
-        for host, dev in zip(self._host_regions(), planes):
-            host[...] = dev.round().to(tdtype).cpu().numpy().astype(dtype, copy=False)
+        for host, values in zip(self._host_regions(), _download([dev.round().to(tdtype) for dev in planes])):
+            host[...] = values.astype(dtype, copy=False)
+
+
+# The torch face path's traffic between host and device goes through these three, so that a
+# CUDA run makes no hidden host sync (and bench/feed_rate.py can count what a run moves).
+
+def _upload(array: np.ndarray, device) -> torch.Tensor:
+    """Host data -> a tensor on `device`. To CUDA through pinned memory with a non-blocking
+    copy: a copy from pageable memory waits for all the work queued on the device first (a
+    host sync); the pinned block is not reused before the copy is done (torch's host cache)."""
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    device = torch.device(device)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def _download(tensors) -> list[np.ndarray]:
+    """Device tensors -> numpy arrays, with one host sync for all of them (non-blocking
+    copies into pinned memory, then one wait on the stream)."""
+    tensors = list(tensors)
+    cuda = [t for t in tensors if t.device.type == "cuda"]
+    if not cuda:
+        return [t.numpy() for t in tensors]
+    host = [t.to("cpu", non_blocking=True) if t.device.type == "cuda" else t for t in tensors]
+    torch.cuda.current_stream(cuda[0].device).synchronize()
+    return [h.numpy() for h in host]
+
+
+def _host_values(t: torch.Tensor) -> list:
+    """A small device tensor's values as Python numbers (one host sync: it waits for the work
+    that makes them)."""
+    return _download([t])[0].tolist()
 
 
 def _upload_codes(plane: np.ndarray, device) -> torch.Tensor:
     """A uint8 / uint16 plane region -> float32 codes on `device` (the samples travel in their
     own width; uint16 as int16 bits, since torch's uint16 has few kernels)."""
-    plane = np.ascontiguousarray(plane)
     if plane.dtype == np.uint8:
-        return torch.from_numpy(plane).to(device).float()
-    bits = torch.from_numpy(plane.view(np.int16)).to(device).int()
+        return _upload(plane, device).float()
+    bits = _upload(np.ascontiguousarray(plane).view(np.int16), device).int()
     return (bits & 0xFFFF).float()
 
 
 def _block_sum_t(a: torch.Tensor, by: int, bx: int) -> torch.Tensor:
-    """`videofix.io.picture._block_sum` in torch: sums over by x bx blocks (edge blocks cut)."""
+    """`videofix.io.picture._block_sum` in torch: sums over by x bx blocks (edge blocks cut) of
+    (h, w), or of each (h, w) of (..., h, w)."""
     if by == 1 and bx == 1:
         return a.clone()
-    h, w = a.shape
+    h, w = a.shape[-2:]
     hp, wp = -(-h // by) * by, -(-w // bx) * bx
     if (hp, wp) != (h, w):
         a = F.pad(a, (0, wp - w, 0, hp - h))
-    return a.reshape(hp // by, by, wp // bx, bx).sum(dim=(1, 3))
+    return a.reshape(tuple(a.shape[:-2]) + (hp // by, by, wp // bx, bx)).sum(dim=(-3, -1))
 
 
 def warp_box(picture, affine, size: int = 512) -> tuple[int, int, int, int] | None:
@@ -405,13 +499,9 @@ def face_layer_torch(restored: torch.Tensor, affine, frame_hw: tuple[int, int], 
     size = int(restored.shape[-1])
     device = restored.device
     inv = paste_affine(np.asarray(affine, np.float64), upscale)
-    box = region_for_paste(inv, size, frame_hw)
+    box = layer_box(affine, size, frame_hw, upscale=upscale, align_box=align_box)
     if box is None:
         return None
-    if align_box is not None:
-        box = tuple(int(v) for v in align_box(box))
-        if box[2] <= box[0] or box[3] <= box[1]:
-            return None
     x0, y0, x1, y1 = box
     grid = _grid(invert_affine(shift_affine(inv, x0, y0)), (y1 - y0, x1 - x0), (size, size), device)
     # one bilinear pass samples the crop and the ones-mask together (cv2: two warpAffine calls)
@@ -429,6 +519,82 @@ def face_layer_torch(restored: torch.Tensor, affine, frame_hw: tuple[int, int], 
     if blend != 1.0:
         soft = soft * np.float32(blend)
     return box, eroded[None] * warped, soft.clamp(0.0, 1.0)
+
+
+def layer_box(affine, size: int, frame_hw: tuple[int, int], *, upscale: int = 1, align_box=None):
+    """The output box (x0, y0, x1, y1) a face pasted with `affine` is blended into
+    (`face_layer_torch`'s box), or None when the face misses the frame."""
+    box = region_for_paste(paste_affine(np.asarray(affine, np.float64), upscale), size, frame_hw)
+    if box is None:
+        return None
+    if align_box is not None:
+        box = tuple(int(v) for v in align_box(box))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            return None
+    return tuple(int(v) for v in box)
+
+
+class FaceLayers:
+    """The layers of n faces pasted together (`face_layers_torch`), each in the top-left
+    corner of one canvas of the largest box's size: face k covers [:h_k, :w_k] of its canvas
+    (`boxes[k]`), and its canvas is zero beyond.
+
+    faces: float32 (n, 3, H, W) RGB 0..255 (the eroded mask times the warped crop); masks:
+    float32 (n, H, W) 0..1; valid: bool (n, H, W), inside each face's box."""
+
+    def __init__(self, boxes, faces, masks, valid):
+        self.boxes = [tuple(int(v) for v in b) for b in boxes]
+        self.faces, self.masks, self.valid = faces, masks, valid
+        self.sizes = [(b[3] - b[1], b[2] - b[0]) for b in self.boxes]  # (h, w) each
+
+
+def face_layers_torch(restored: torch.Tensor, affines, boxes, *, upscale: int = 1, parse_masks=None,
+                      blend: float = 1.0) -> FaceLayers:
+    """`face_layer_torch` of n faces in one set of kernels: restored uint8 / float (n, 3, S, S)
+    RGB 0..255 on the device, their affines (frame -> crop at the original size) and boxes
+    (`layer_box`, none None). The sampling grids, the warp, the first erosion, the mask sums
+    (one host read for all) and the parse limits run on the n canvases at once; the feather
+    (its erosion and blur sizes differ per face) runs per face on its own box. Each face's
+    layer is `face_layer_torch`'s within float rounding of the grid (its sums run in another
+    order). parse_masks: None, or one (S', S') float 0..1 limit per face."""
+    n = len(boxes)
+    size = int(restored.shape[-1])
+    device = restored.device
+    sizes = [(int(b[3]) - int(b[1]), int(b[2]) - int(b[0])) for b in boxes]
+    hm, wm = max(h for h, _ in sizes), max(w for _, w in sizes)
+    inverses = [invert_affine(shift_affine(paste_affine(np.asarray(a, np.float64), upscale), b[0], b[1]))
+                for a, b in zip(affines, boxes)]  # box pixel -> crop pixel
+    grid, valid = _affine_grids(inverses, (hm, wm), (size, size), device, sizes=sizes)
+    ones = _constant(("ones", size), device, lambda: torch.ones((1, 1, size, size)))
+    both = torch.cat([restored.float(), ones.expand(n, -1, -1, -1)], dim=1)  # the crop and its ones-mask, one pass
+    sampled = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    warped = sampled[:, :3].round()  # cv2.warpAffine of the uint8 crop rounds to uint8
+    # the first erosion on every canvas at once; beyond a box the mask reads as 1 (the
+    # per-box erosion's +inf outside), then is zeroed
+    eroded = _erode(torch.where(valid, sampled[:, 3], 1.0), int(2 * upscale)) * valid
+    sums = _host_values(eroded.double().sum(dim=(1, 2)))  # the batch's one host read
+    masks = torch.zeros((n, hm, wm), dtype=torch.float32, device=device)
+    for k, ((h, w), total) in enumerate(zip(sizes, sums)):
+        w_edge = int(float(total) ** 0.5) // 20
+        masks[k, :h, :w] = _gaussian_blur(_erode(eroded[k, :h, :w], 2 * w_edge), 2 * w_edge + 1)
+    if parse_masks is not None:
+        pm = torch.stack([p.float() for p in parse_masks])
+        if pm.shape[-1] != size:
+            pm = F.interpolate(pm[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+        sampled_pm = F.grid_sample(pm[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        masks = torch.minimum(masks, sampled_pm[:, 0])
+    if blend != 1.0:
+        masks = masks * np.float32(blend)
+    return FaceLayers(boxes, eroded[:, None] * warped, masks.clamp(0.0, 1.0), valid)
+
+
+def paste_faces_regions(regions: FaceRegions, restored: torch.Tensor, affines, boxes, *, upscale: int = 1,
+                        parse_masks=None, blend: float = 1.0, luma_only: bool = False) -> None:
+    """`paste_face_regions` of n faces at once (the plain paste, no grain): restored (n, 3, S,
+    S) on the device, their affines and boxes (`layer_box`, none None). The faces' boxes must
+    not overlap (a later face would read what an earlier one wrote: paste those one by one)."""
+    layers = face_layers_torch(restored, affines, boxes, upscale=upscale, parse_masks=parse_masks, blend=blend)
+    regions.blend_rgb_many((layers.faces * np.float32(1.0 / 255.0)).clamp(0.0, 1.0), layers, luma_only=luma_only)
 
 
 def paste_face_regions(regions: FaceRegions, restored: torch.Tensor, affine, *, upscale: int = 1,
@@ -541,6 +707,36 @@ def grain_field_torch(shape: tuple[int, int], *, seed: int, frame_index: int, tr
         return field
     # cv2.resize INTER_LINEAR: half-pixel centres, edge samples repeated
     return F.interpolate(field[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+
+
+def grain_fields_torch(shapes, *, seed: int, frame_index: int, track_ids, scale: float = 1.0, device="cpu",
+                       canvas: tuple[int, int] | None = None) -> torch.Tensor:
+    """`grain_field_torch` of n faces in one set of kernels: float32 (n, H, W), face k's field
+    (shape (h_k, w_k), track `track_ids[k]`) in the top-left corner of its canvas, zeros
+    beyond; the same integers as each drawn alone. canvas: (H, W), default the largest shape."""
+    from videofix.film.grain import _MASK32, grain_draw_shape, grain_key
+
+    shapes = [(int(h), int(w)) for h, w in shapes]
+    n = len(shapes)
+    hm, wm = canvas or (max(h for h, _ in shapes), max(w for _, w in shapes))
+    draws = [grain_draw_shape(shape, scale) for shape in shapes]
+    counts = [2 * dh * dw for dh, dw in draws]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    keys = np.array([grain_key(seed, frame_index, t) for t in track_ids], np.int64)
+    total = int(sum(counts))
+    # element e of face k hashes index (e - start_k) + key_k: one offset per face, repeated
+    plan = _upload(np.stack([keys - starts, np.asarray(counts, np.int64)], axis=1), device)
+    offset = torch.repeat_interleave(plan[:, 0], plan[:, 1], output_size=total)  # output_size: no host sync
+    index = (torch.arange(total, dtype=torch.int64, device=device) + offset) & _MASK32
+    u = (((_lowbias32_t(index) >> 8).float() + 0.5) * np.float32(2.0 ** -24)).view(total // 2, 2)
+    flat = torch.sqrt(np.float32(-2.0) * torch.log(u[:, 0])) * torch.cos(np.float32(2.0 * np.pi) * u[:, 1])
+    out = torch.zeros((n, hm, wm), dtype=torch.float32, device=device)
+    for k, ((h, w), (dh, dw), start) in enumerate(zip(shapes, draws, starts.tolist())):
+        field = flat[start // 2:start // 2 + dh * dw].view(dh, dw)
+        if (dh, dw) != (h, w):  # cv2.resize INTER_LINEAR: half-pixel centres, edge samples repeated
+            field = F.interpolate(field[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        out[k, :h, :w] = field
+    return out
 
 
 def _strided_median_sigma(r: torch.Tensor, valid: torch.Tensor) -> float:

@@ -134,73 +134,95 @@ class FilmPaster:
         """`paste` on the torch face path: blend one restored face (uint8 (3, S, S) **RGB**
         tensor on the regions' device) into `regions` (`videofix.faces.gpu.FaceRegions` of the
         output picture, holding the face's paste region and grain ring), in place. The same
-        masks, luma-only rule and grain (the same seeded field, drawn on the host) as `paste`;
-        frames kept clean for the preview go through `paste`."""
+        masks, luma-only rule and grain (the same seeded field, drawn on the device) as
+        `paste`; frames kept clean for the preview go through `paste`."""
+        from videofix.faces.gpu import layer_box
+
+        output = regions.picture
+        box = layer_box(affine, int(restored.shape[-1]), (output.height, output.width), upscale=upscale,
+                        align_box=output.align_box)
+        if box is None:
+            return
+        self.paste_regions_many(regions, frame_index, [track_id], restored[None], [affine], [box], upscale=upscale,
+                                parse_masks=None if parse_mask is None else [parse_mask], blend=blend)
+
+    def paste_regions_many(self, regions, frame_index: int, track_ids, restored, affines, boxes, *,
+                           upscale: int = 1, parse_masks=None, blend: float = 1.0) -> None:
+        """`paste_regions` of n faces of one frame in one set of kernels: restored uint8 (n, 3,
+        S, S) RGB on the device, their affines and boxes (`videofix.faces.gpu.layer_box`, none
+        None). No face may read what another writes: face k's grain ring (`ring_box`) must miss
+        every other face's box (`FacePaster` pastes faces that overlap one by one). Each face
+        gets what `paste_regions` gives it alone, within float rounding."""
         import torch
 
-        from videofix.faces.gpu import face_layer_torch
+        from videofix.faces.gpu import face_layers_torch
 
         t0 = time.perf_counter()
-        output = regions.picture
-        layer = face_layer_torch(restored, affine, (output.height, output.width), upscale=upscale,
-                                 parse_mask=parse_mask, align_box=output.align_box, blend=blend)
-        if layer is None:
-            return
-        box, face, mask = layer
-        rgb = (face * np.float32(1.0 / 255.0)).clamp(0.0, 1.0)
+        layers = face_layers_torch(restored, affines, boxes, upscale=upscale, parse_masks=parse_masks, blend=blend)
+        rgb = (layers.faces * np.float32(1.0 / 255.0)).clamp(0.0, 1.0)
         luma_only = self.mode_at(frame_index) == "luma"
         with _FIGURES:
             if luma_only:
-                self.luma_faces += 1
+                self.luma_faces += len(boxes)
             else:
-                self.color_faces += 1
+                self.color_faces += len(boxes)
         t1 = time.perf_counter()
         if self.grain:
-            rgb = self._add_grain_torch(regions, rgb, mask, box, frame_index, track_id, torch)
+            rgb = self._add_grain_torch(regions, rgb, layers, frame_index, list(track_ids), torch)
         t2 = time.perf_counter()
-        regions.blend_rgb(rgb, mask, box, luma_only=luma_only)
+        regions.blend_rgb_many(rgb, layers, luma_only=luma_only)
         t3 = time.perf_counter()
         with _FIGURES:
             self.seconds["grain"] += t2 - t1
             self.seconds["paste"] += (t1 - t0) + (t3 - t2)
 
-    def _add_grain_torch(self, regions, rgb, mask, box, frame_index: int, track_id: int, torch):
-        """`_add_grain` on the device with no host sync: the levels, the amount to add and
-        whether to add any stay device tensors (float64 for the scalar maths, as the host's
-        Python floats), the choices are `torch.where`s, and the figures for the report are
-        summed on the device per track (`settle` reads them once)."""
-        from videofix.faces.gpu import grain_field_torch, noise_sigmas_t
+    def _add_grain_torch(self, regions, rgb, layers, frame_index: int, track_ids, torch):
+        """`_add_grain` of n faces (`paste_regions_many`: rgb (n, 3, H, W), their `FaceLayers`)
+        on the device with no host sync: the levels, the amount to add and whether to add any
+        stay device tensors (float64 for the scalar maths, as the host's Python floats), the
+        choices are `torch.where`s, and the figures for the report are summed on the device per
+        track (`settle` reads them once)."""
+        from videofix.faces.gpu import grain_fields_torch, noise_sigmas_t
 
         output = regions.picture
-        x0, y0, x1, y1 = box
-        bw, bh = x1 - x0, y1 - y0
-        ring_box = _ring_box(output, box)
-        around = regions.luma(ring_box)
-        field = grain_field_torch((bh, bw), seed=self.seed, frame_index=frame_index, track_id=track_id,
-                                  scale=self.grain_scale, device=rgb.device)  # drawn on the device
-        # the three noise levels in one estimate: the ring around the face (the frame's own
-        # grain), the restored face, and the unit field, the last two placed in the ring's box
-        # and measured one pixel inside the face box (as each measured on its own)
-        oy, ox = y0 - ring_box[1], x0 - ring_box[0]
-        inner = mask >= INNER_MASK
-        lumas = torch.zeros((3,) + tuple(around.shape), dtype=torch.float32, device=rgb.device)
-        lumas[0] = around
-        lumas[1, oy:oy + bh, ox:ox + bw] = regions.rgb_to_luma(rgb)
-        lumas[2, oy:oy + bh, ox:ox + bw] = field
-        measured = torch.zeros(tuple(lumas.shape), dtype=torch.bool, device=rgb.device)
-        measured[0] = True
-        measured[0, oy:oy + bh, ox:ox + bw] = ~(mask > 0)
-        measured[1:, oy + 1:oy + bh - 1, ox + 1:ox + bw - 1] = inner[1:-1, 1:-1]
-        ring_sigma, face_sigma, unit = noise_sigmas_t(lumas, measured).unbind()
+        n = len(layers.boxes)
+        device = rgb.device
+        masks = layers.masks
+        hm, wm = masks.shape[1:]
+        rings = [_ring_box(output, box) for box in layers.boxes]
+        rh = max(r[3] - r[1] for r in rings)
+        rw = max(r[2] - r[0] for r in rings)
+        fields = grain_fields_torch(layers.sizes, seed=self.seed, frame_index=frame_index, track_ids=track_ids,
+                                    scale=self.grain_scale, device=device, canvas=(hm, wm))  # drawn on the device
+        # the three noise levels of every face in one estimate: the ring around the face (the
+        # frame's own grain), the restored face, and the unit field, the last two placed in the
+        # ring's box and measured one pixel inside the face box (as each measured on its own);
+        # each canvas measures only its own ring box, one pixel inside it
+        faces_and_fields = torch.stack([regions.rgb_to_luma(rgb.transpose(0, 1)), fields])
+        uncovered = ~(masks > 0)
+        inner = masks >= INNER_MASK
+        lumas = torch.zeros((3, n, rh, rw), dtype=torch.float32, device=device)
+        measured = torch.zeros((3, n, rh, rw), dtype=torch.bool, device=device)
+        for k, (ring, box, (h, w)) in enumerate(zip(rings, layers.boxes, layers.sizes)):
+            oy, ox = box[1] - ring[1], box[0] - ring[0]
+            ring_h, ring_w = ring[3] - ring[1], ring[2] - ring[0]
+            lumas[0, k, :ring_h, :ring_w] = regions.luma(ring)
+            lumas[1:, k, oy:oy + h, ox:ox + w] = faces_and_fields[:, k, :h, :w]
+            measured[0, k, 1:ring_h - 1, 1:ring_w - 1] = True
+            measured[0, k, oy:oy + h, ox:ox + w] &= uncovered[k, :h, :w]
+            measured[1:, k, oy + 1:oy + h - 1, ox + 1:ox + w - 1] = inner[k, 1:h - 1, 1:w - 1]
+        ring_sigma, face_sigma, unit = noise_sigmas_t(lumas.view(3 * n, rh, rw), measured.view(3 * n, rh, rw)).view(3, n)
         valid = torch.isfinite(ring_sigma) & torch.isfinite(face_sigma)  # else: no grain, not counted
         need = torch.sqrt(torch.clamp(ring_sigma * ring_sigma - face_sigma * face_sigma, min=0.0))  # added_sigma
-        zero = torch.zeros((), dtype=torch.float64, device=rgb.device)
-        self._count_on_device(track_id, torch.stack([valid.double(), torch.where(valid, ring_sigma, zero),
-                                                     torch.where(valid, face_sigma, zero),
-                                                     torch.where(valid, need, zero)]))
+        zero = torch.zeros((), dtype=torch.float64, device=device)
+        rows = torch.stack([valid.double(), torch.where(valid, ring_sigma, zero), torch.where(valid, face_sigma, zero),
+                            torch.where(valid, need, zero)])
+        for k, track_id in enumerate(track_ids):
+            self._count_on_device(track_id, rows[:, k])
         add = valid & (need > 0) & torch.isfinite(unit) & (unit > 0)
         factor = torch.where(add, need / unit / output.luma_code_scale(), zero).float()
-        return torch.where(add, (rgb + (field * factor)[None]).clamp(0.0, 1.0), rgb)
+        grained = (rgb + (fields * factor[:, None, None])[:, None]).clamp(0.0, 1.0)
+        return torch.where(add[:, None, None, None], grained, rgb)
 
     def _count_on_device(self, track_id: int, row) -> None:
         """One face's (counted, ring, face, added) on the device, summed per track in paste order."""

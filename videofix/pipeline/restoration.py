@@ -173,29 +173,36 @@ class FacePaster:
 
     def _paste_torch(self, output: Picture, frame_index: int, ordered, sources: dict, held, blend: dict) -> None:
         """The torch face path of `paste`: the frame's face regions go to the device once
-        (or are `held` there since the alignment), every face is blended there, in track-id
-        order, and the regions come back once."""
-        import torch
+        (or are `held` there since the alignment), the faces are blended there in track-id
+        order, and the regions come back once. Faces that do not touch each other's reads are
+        pasted together, in one set of kernels (`_paste_groups`); a face whose reads (its
+        region, and its grain ring) meet an earlier face's region waits for it."""
+        from videofix.faces.gpu import FaceRegions, _box_union, _upload, paste_faces_regions
 
-        from videofix.faces.gpu import FaceRegions, _box_union, paste_face_regions
-
-        box = _box_union([self.reads_box(output, affine) for _, _, affine in ordered])
+        reads = [self.reads_box(output, affine) for _, _, affine in ordered]
+        box = _box_union(reads)
         if box is None:
             return
         if held is not None and held.picture is output and held.holds(box):
             regions = held
         else:
             regions = FaceRegions(output, box, self.device)
-        restored = torch.from_numpy(np.stack([np.ascontiguousarray(c) for _, c, _ in ordered]))
-        restored = restored.to(regions.device).permute(0, 3, 1, 2)  # one host -> device copy a frame
-        for i, (track_id, _, affine) in enumerate(ordered):
-            limit = paste_limit_torch(self.options, self.size, regions.device, parser=self.parser,
-                                      restored=restored[i], source=sources.get(track_id))
+        restored = _upload(np.stack([c for _, c, _ in ordered]), regions.device).permute(0, 3, 1, 2)  # one copy a frame
+        boxes = [None if r is None else self.region(output, affine) for r, (_, _, affine) in zip(reads, ordered)]
+        limits = [paste_limit_torch(self.options, self.size, regions.device, parser=self.parser, restored=restored[i],
+                                    source=sources.get(track_id)) for i, (track_id, _, _) in enumerate(ordered)]
+        for group in _paste_groups(reads, boxes, limits):
+            first, last = group[0], group[-1]
+            crops = restored[first:last + 1] if last - first + 1 == len(group) else restored[list(group)]
+            affines = [ordered[i][2] for i in group]
+            parse = None if limits[first] is None else [limits[i] for i in group]
             if self.paster is not None:
-                self.paster.paste_regions(regions, frame_index, track_id, restored[i], affine, upscale=self.upscale,
-                                          parse_mask=limit, **blend)
+                self.paster.paste_regions_many(regions, frame_index, [ordered[i][0] for i in group], crops, affines,
+                                               [boxes[i] for i in group], upscale=self.upscale, parse_masks=parse,
+                                               **blend)
             else:
-                paste_face_regions(regions, restored[i], affine, upscale=self.upscale, parse_mask=limit, **blend)
+                paste_faces_regions(regions, crops, affines, [boxes[i] for i in group], upscale=self.upscale,
+                                    parse_masks=parse, **blend)
         regions.write_back()
 
     def region(self, output: Picture, affine: np.ndarray) -> tuple[int, int, int, int]:
@@ -204,6 +211,30 @@ class FacePaster:
         it stays as decoded."""
         box = region_for_paste(paste_affine(affine, self.upscale), self.size, (output.height, output.width))
         return (0, 0, 0, 0) if box is None else tuple(int(v) for v in output.align_box(box))
+
+
+def _paste_groups(reads, boxes, limits) -> list[list[int]]:
+    """The faces of one frame (in paste order) in groups pasted together: consecutive faces
+    none of which reads (`reads[k]`: its region and grain ring) the region (`boxes`) of an
+    earlier face of its group, with parse limits for all or for none. Faces that miss the
+    frame (read None) are left out."""
+
+    def meet(a, b) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    groups: list[list[int]] = []
+    for k, read in enumerate(reads):
+        if read is None:
+            continue
+        group = groups[-1] if groups else None
+        # an earlier face of the group reads before any face writes, as it would alone; a later
+        # one must not read what an earlier one writes
+        if group is None or (limits[k] is None) != (limits[group[0]] is None) or any(
+                meet(read, boxes[j]) for j in group):
+            groups.append([k])
+        else:
+            group.append(k)
+    return groups
 
 
 class FaceRestorationPass:
@@ -328,7 +359,7 @@ class FaceRestorationPass:
         when the frame is its own output, every paste region and grain ring) go to the device
         in one box; the crops are cut there and come back in one copy. The regions are held
         for the paste (`_held`)."""
-        from videofix.faces.gpu import FaceRegions, _box_union, warp_box
+        from videofix.faces.gpu import FaceRegions, _box_union, _download, warp_box
 
         if not faces:
             return {}
@@ -342,7 +373,7 @@ class FaceRestorationPass:
         if box is None:  # every face outside the picture: border-grey crops
             return {t: (a, warp_face(pic, a, size=self.size)) for t, a in affines.items()}
         regions = FaceRegions(pic, box, self.face_device)
-        crops = regions.warp(list(affines.values()), self.size).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        crops = _download([regions.warp(list(affines.values()), self.size).permute(0, 2, 3, 1).contiguous()])[0]
         if own_output:
             self._held[frame.index] = regions
         return {t: (a, crops[i]) for i, (t, a) in enumerate(affines.items())}

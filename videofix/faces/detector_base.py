@@ -109,6 +109,7 @@ class Detector:
     """
 
     name = "base"
+    accepts_device_images = False  # `detect_batch` takes uint8 (H, W, 3) RGB tensors on the detector's device
     batch_size = 1
 
     def __init__(self, det_short_side: int | None = 640, min_eye_distance: float = 5.0,
@@ -172,7 +173,11 @@ class Detector:
     def detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         """`detect` of each uint8 HxWx3 RGB frame; frames of one size run through the
         network together when the backend batches (the same detections as one call each,
-        up to float rounding of a batched convolution)."""
+        up to float rounding of a batched convolution). A backend that `accepts_device_images`
+        also takes uint8 (H, W, 3) RGB tensors on its device (pass 1's detection images made
+        there); they stay there unless the detector would resize them first."""
+        if frames and not isinstance(frames[0], np.ndarray) and self.accepts_device_images:
+            return self._detect_device_batch(list(frames))
         t0 = time.perf_counter()
         frames = [check_rgb(f) for f in frames]
         resized = [self._resize(f) for f in frames]
@@ -184,6 +189,32 @@ class Detector:
             raw = self._detect_scaled_batch([resized[i][0] for i in idx])
             for i, dets in zip(idx, raw):
                 out[i] = self._finish(frames[i], dets, resized[i][1], resized[i][2])
+        self.last_ms = (time.perf_counter() - t0) * 1000.0 / max(len(frames), 1)
+        return out  # type: ignore[return-value]
+
+    def _detect_device_batch(self, frames: list) -> list[list[Detection]]:
+        """`detect_batch` of device tensors: frames at the detection size run on the device as
+        they are; any other goes to the host first (the host's area filter resizes it)."""
+        import torch
+
+        from videofix.faces.gpu import _download
+
+        t0 = time.perf_counter()
+        out: list[list[Detection] | None] = [None] * len(frames)
+        groups: dict[tuple, list[int]] = {}
+        host: list[int] = []
+        for i, f in enumerate(frames):
+            if f.dtype != torch.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                raise ValueError("detect: expected a uint8 HxWx3 RGB tensor")
+            h, w = int(f.shape[0]), int(f.shape[1])
+            target = detection_short_side(h, w, self.det_short_side, self.max_short_side, self.max_upscale)
+            (groups.setdefault((h, w), []) if target == min(h, w) else host).append(i)
+        for idx in groups.values():
+            for i, dets in zip(idx, self._detect_scaled_batch([frames[i] for i in idx])):
+                out[i] = self._finish(frames[i], dets, 1.0, 1.0)
+        if host:
+            for i, dets in zip(host, self.detect_batch(_download([frames[i] for i in host]))):
+                out[i] = dets
         self.last_ms = (time.perf_counter() - t0) * 1000.0 / max(len(frames), 1)
         return out  # type: ignore[return-value]
 

@@ -57,23 +57,25 @@ def _affine_grids(affines_dst_to_src, out_hw: tuple[int, int], src_hw: tuple[int
 
     grid_sample's coordinate g = 2 s / (n - 1) - 1 of the source pixel s = a0 x + a1 y + a2
     is affine in x and y: its coefficients (float64, computed on the host) go up in one
-    upload, and the grids are a row of x terms plus a column of y terms, in float64."""
+    upload with the sizes, and every grid is one float64 product of the pixel coordinates
+    (x, y, 1) with them."""
     h, w = out_hw
     sh, sw = src_hw
     cx, cy = 2.0 / max(sw - 1, 1), 2.0 / max(sh - 1, 1)
     n = len(affines_dst_to_src)
-    coef = np.empty((n, 8), np.float64)
+    coef = np.empty((n, 4, 2), np.float64)  # rows x, y, 1 of each grid's (x, y, 1) -> g map, then (w_k, h_k)
     for k, a in enumerate(affines_dst_to_src):
         (a00, a01, a02), (a10, a11, a12) = np.asarray(a, np.float64).tolist()
-        bh, bw = sizes[k] if sizes is not None else (h, w)
-        coef[k] = (cx * a00, cx * a01, cx * a02 - 1.0, cy * a10, cy * a11, cy * a12 - 1.0, bw, bh)
-    c = _upload(coef, device)[:, :, None, None]
-    xs = torch.arange(w, dtype=torch.float64, device=c.device)
-    ys = torch.arange(h, dtype=torch.float64, device=c.device)[:, None]
-    grid = torch.stack([c[:, 0] * xs + c[:, 1] * ys + c[:, 2], c[:, 3] * xs + c[:, 4] * ys + c[:, 5]], dim=-1)
+        coef[k, :3] = ((cx * a00, cy * a10), (cx * a01, cy * a11), (cx * a02 - 1.0, cy * a12 - 1.0))
+        coef[k, 3] = (sizes[k][1], sizes[k][0]) if sizes is not None else (w, h)
+    c = _upload(coef, device)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=c.device),
+                            torch.arange(w, dtype=torch.float64, device=c.device), indexing="ij")
+    points = torch.stack([xx, yy, torch.ones_like(xx)], dim=-1)  # (h, w, 3)
+    grid = torch.matmul(points.view(1, h * w, 3), c[:, :3]).view(n, h, w, 2)
     if sizes is None:
         return grid.float(), None
-    valid = (xs < c[:, 6]) & (ys < c[:, 7])
+    valid = (points[..., :2] < c[:, None, 3:4]).all(dim=-1)  # x < w_k and y < h_k
     return torch.where(valid[..., None], grid, 3.0).float(), valid
 
 
@@ -248,12 +250,21 @@ class FaceRegions:
         if self.kind == "gbr":
             g, b, r = (q[y0:y1, x0:x1] for q in self.planes)
             return torch.stack([r, g, b]) * np.float32(1.0 / self.top)
-        yo, ys, co, cs = pic._yuv_scale()
-        y = (self.planes[0][y0:y1, x0:x1] - np.float32(yo)) * np.float32(1.0 / ys)
         if self.kind == "gray":
+            yo, ys, _, _ = pic._yuv_scale()
+            y = (self.planes[0][y0:y1, x0:x1] - np.float32(yo)) * np.float32(1.0 / ys)
             return y.clamp(0.0, 1.0).expand(3, -1, -1).clone()
-        cb = (self._chroma(1, x0, y0, x1, y1) - np.float32(co)) * np.float32(1.0 / cs)
-        cr = (self._chroma(2, x0, y0, x1, y1) - np.float32(co)) * np.float32(1.0 / cs)
+        return self.codes_to_rgb(self.planes[0][y0:y1, x0:x1], self._chroma(1, x0, y0, x1, y1),
+                                 self._chroma(2, x0, y0, x1, y1))
+
+    def codes_to_rgb(self, y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+        """YUV codes (float32 (..., h, w) each, chroma at luma size) -> float32 (3, ..., h,
+        w) RGB 0..1 with the picture's matrix and range (`to_rgb`'s formula)."""
+        pic = self.picture
+        yo, ys, co, cs = pic._yuv_scale()
+        y = (y - np.float32(yo)) * np.float32(1.0 / ys)
+        cb = (cb - np.float32(co)) * np.float32(1.0 / cs)
+        cr = (cr - np.float32(co)) * np.float32(1.0 / cs)
         kr, kg, kb = pic._coeffs()
         r = y + np.float32(2.0 * (1.0 - kr)) * cr
         b = y + np.float32(2.0 * (1.0 - kb)) * cb

@@ -194,17 +194,28 @@ class RetinaFaceDetector(Detector):
             return cls(model, network="mobile0.25", **kw)
         return cls(state_dict_from_onnx(model), network="mobile0.25", **kw)
 
-    def _input(self, images: list[np.ndarray]):
-        """Float (B, 3, H', W') BGR minus the mean, zero-padded to multiples of 32, on the device."""
+    @property
+    def accepts_device_images(self) -> bool:
+        """The torch network takes pass 1's images on its device (the ONNX session: host arrays)."""
+        return self.session is None
+
+    def _input(self, images: list):
+        """Float (B, 3, H', W') BGR minus the mean, zero-padded to multiples of 32, on the
+        device. images: uint8 (H, W, 3) RGB arrays, or tensors on the device (stacked there)."""
         import torch
 
         h, w = images[0].shape[:2]
         ph, pw = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
-        batch = images[0][None] if len(images) == 1 else np.stack(images)
-        x = torch.from_numpy(np.ascontiguousarray(batch[..., ::-1]))
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float() - torch.tensor(MEAN_BGR, device=self.device).view(1, 3, 1, 1)
+        if isinstance(images[0], torch.Tensor):
+            x = (images[0][None] if len(images) == 1 else torch.stack(images)).to(self.device).flip(-1)
+        else:
+            batch = images[0][None] if len(images) == 1 else np.stack(images)
+            x = torch.from_numpy(np.ascontiguousarray(batch[..., ::-1]))
+            if self.device.type == "cuda":
+                x = x.pin_memory().to(self.device, non_blocking=True)
+        if getattr(self, "_mean", None) is None:  # uploaded once (a pageable upload waits for the device)
+            self._mean = torch.tensor(MEAN_BGR, device=self.device).view(1, 3, 1, 1)
+        x = x.permute(0, 3, 1, 2).float() - self._mean
         # Padding after mean removal = padding with the mean colour, what the net saw as "nothing".
         # Contiguous NCHW: the layout the one-frame path always had (a channels-last input
         # takes other convolution kernels, whose rounding moves scores near the threshold).

@@ -209,7 +209,8 @@ class FilmPaster:
             lumas[0, k, :ring_h, :ring_w] = regions.luma(ring)
             lumas[1:, k, oy:oy + h, ox:ox + w] = faces_and_fields[:, k, :h, :w]
             measured[0, k, 1:ring_h - 1, 1:ring_w - 1] = True
-            measured[0, k, oy:oy + h, ox:ox + w] &= uncovered[k, :h, :w]
+            ring_part = measured[0, k, oy:oy + h, ox:ox + w]
+            torch.logical_and(ring_part, uncovered[k, :h, :w], out=ring_part)  # in place: one kernel
             measured[1:, k, oy + 1:oy + h - 1, ox + 1:ox + w - 1] = inner[k, 1:h - 1, 1:w - 1]
         ring_sigma, face_sigma, unit = noise_sigmas_t(lumas.view(3 * n, rh, rw), measured.view(3 * n, rh, rw)).view(3, n)
         valid = torch.isfinite(ring_sigma) & torch.isfinite(face_sigma)  # else: no grain, not counted

@@ -167,7 +167,10 @@ class VideoWriter:
         cc.options = encoder_options(codec if self.mastering else self.codec, crf, preset, threads, options)
 
     def write(self, picture: Picture, pts: int) -> None:
-        """Encode one picture (native format, source size) at `pts` (units of info.time_base)."""
+        """Encode one picture (native format, source size) at `pts` (units of info.time_base).
+        The encoder reads the picture's own memory where it can (`Picture.av_frame_view`: a
+        decoded yuv420p picture, no copy) and may hold it a while (frame threads): the picture
+        must not change once written (the pipeline writes each output picture last)."""
         if self._closed:
             raise RuntimeError("VideoWriter is closed")
         if (picture.width, picture.height) != (self.info.width, self.info.height):
@@ -176,7 +179,7 @@ class VideoWriter:
         pts = int(pts)
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
-        frame = picture.to_av_frame()
+        frame = picture.av_frame_view()
         if frame.format.name != self.pix_fmt:
             if self._yuv_from_rgb is not None and picture.layout.kind in ("rgb", "bgr", "gbr"):
                 frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._yuv_from_rgb[0],

@@ -34,13 +34,63 @@ def detection_image(picture: Picture, short_side: int = DETECTION_SHORT_SIDE) ->
     coordinates = detection coordinates * scale.
     """
     w, h = picture.width, picture.height
-    scale = max(1.0, min(w, h) / float(short_side))
-    dw, dh = max(2, int(round(w / scale))), max(2, int(round(h / scale)))
+    dw, dh = detection_size(w, h, short_side)
     if (dw, dh) == (w, h) and picture.pix_fmt == "rgb24":
         return np.ascontiguousarray(picture.planes[0]), 1.0
     frame = picture.av_frame_view()  # no copy of a decoded yuv420p picture
     rgb = frame.reformat(width=dw, height=dh, format="rgb24", interpolation="AREA").to_ndarray()
     return np.ascontiguousarray(rgb), w / float(dw)
+
+
+def detection_size(width: int, height: int, short_side: int = DETECTION_SHORT_SIDE) -> tuple[int, int]:
+    """(width, height) of a frame's detection image: short side at most `short_side`."""
+    scale = max(1.0, min(width, height) / float(short_side))
+    return max(2, int(round(width / scale))), max(2, int(round(height / scale)))
+
+
+def detection_image_device(picture: Picture, device, short_side: int = DETECTION_SHORT_SIDE, *more: int):
+    """`detection_image` made on a torch device (pass 1 with a detector on CUDA): (uint8 (h,
+    w, 3) **RGB** tensor on `device`, scale). The picture's planes go up once in their own
+    format (`videofix.faces.gpu.FaceRegions`: pinned, non-blocking on CUDA), the colour
+    conversion is `Picture.to_rgb`'s formula, and the downscale is bilinear with antialiasing
+    (a triangle filter as wide as the scale): within a few levels of the host's libswscale area
+    image (tests/test_faces_detect.py states the bound), so a run's detections may differ
+    from a CPU run's by float rounding near the threshold, as a GPU's network does anyway.
+    more: further short sides: one (image, scale) for each follows, from the same upload."""
+    import torch
+    import torch.nn.functional as F
+
+    from videofix.faces.gpu import FaceRegions
+
+    w, h = picture.width, picture.height
+    regions = FaceRegions(picture, (0, 0, w, h), device)
+    yuv = regions.kind == "yuv"
+    rgb = None if yuv else regions.to_rgb()
+    out = []
+    for side in (short_side,) + more:
+        dw, dh = detection_size(w, h, side)
+
+        def resized(x, size=(dh, dw)):
+            if tuple(x.shape[-2:]) == size:
+                return x
+            return F.interpolate(x.reshape((1, -1) + tuple(x.shape[-2:])), size=size, mode="bilinear", antialias=True,
+                                 align_corners=False).reshape(tuple(x.shape[:-2]) + size)
+
+        # YUV: each plane scaled to the detection size (the chroma interpolated, as libswscale
+        # does, not repeated), then converted there
+        small = regions.codes_to_rgb(*(resized(p) for p in regions.planes)).clamp_(0.0, 1.0) if yuv else resized(rgb)
+        out += [(small * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous(), w / float(dw)]
+    return tuple(out)
+
+
+def device_images(detector) -> str | None:
+    """The device pass 1 makes the detection images on for `detector`: its CUDA device when it
+    takes images there (`accepts_device_images`: RetinaFace's torch network), else None (the
+    host's libswscale image)."""
+    device = detector_device(detector)
+    if device.startswith("cuda") and getattr(detector, "accepts_device_images", False):
+        return device
+    return None
 
 
 @dataclass
@@ -209,7 +259,7 @@ def detector_device(detector) -> str:
 def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHORT_SIDE,
                   progress: Callable[[int], None] | None = None,
                   observer: Callable[[int, np.ndarray, list[Detection], bool], None] | None = None,
-                  pool=None, shots=None) -> Iterable[FrameDetections]:
+                  pool=None, shots=None, image_device: str | None = "auto") -> Iterable[FrameDetections]:
     """Run detection and shot-boundary detection over decoded frames (`DecodedFrame`s, in order).
 
     Yields one `FrameDetections` per frame, in order, once its shot decision is final: at
@@ -224,8 +274,15 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
     default `make_shot_detector` on the face detector's device).
     pool: a `videofix.faces.pool.DetectorPool` (the same backend as `detector`): frames are
     detected in its worker processes, a few frames ahead, with the same detections.
+    image_device: where the detection images are made: "auto" = `device_images(detector)` (the
+    detector's CUDA device when it takes images there, else the host), None = the host, or a
+    device (the detector must accept images there: `accepts_device_images`). Made on a device,
+    they go to the detector there; the shot detector and the observer get a copy on the host
+    (one copy back for each batch of frames).
     """
     shots = shots if shots is not None else make_shot_detector(detector_device(detector))
+    if image_device == "auto":
+        image_device = device_images(detector) if pool is None else None
     two_phase = observer is not None and hasattr(observer, "prepare") and hasattr(observer, "observe")
     waiting: dict[int, tuple] = {}
 
@@ -239,7 +296,9 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
                     observer(d.index, token, dets, d.cut)
             yield FrameDetections(d.index, dets, bool(d.cut), bool(d.soft), bool(d.in_transition))
 
-    for i, (small, dets) in enumerate(_detected(frames, detector, short_side, pool)):
+    detected = (_detected(frames, detector, short_side, pool) if image_device is None
+                else _detected_on_device(frames, detector, short_side, image_device))
+    for i, (small, dets) in enumerate(detected):
         token = None if observer is None else (observer.prepare(small) if two_phase else small)
         waiting[i] = (dets, token)
         if progress is not None:
@@ -300,6 +359,39 @@ def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tup
     while ahead:
         small, scale, future = ahead.popleft()
         yield small, _in_frame(future.result(), scale)
+
+
+def _detected_on_device(frames: Iterable, detector, short_side: int, device) -> Iterable[tuple[np.ndarray, list]]:
+    """`_detected` with the detection images made on `device` (`detection_image_device`), a
+    batch of frames (the detector's `batch_size`) at a time: the detector gets the images
+    there, and the batch's images come back to the host in one copy."""
+    from videofix.faces.gpu import _download
+
+    batch = max(1, int(getattr(detector, "batch_size", 1) or 1))
+    waiting: list = []
+
+    def flush():
+        found = detector.detect_batch([image for _, image, _ in waiting])
+        hosts = _download([small for small, _, _ in waiting])
+        for (_, _, scale), host, dets in zip(waiting, hosts, found):
+            yield host, _in_frame(dets, scale)
+        waiting.clear()
+
+    for frame in frames:
+        pic = frame.picture
+        side = min(detection_size(pic.width, pic.height, short_side))
+        # a detector that runs on more lines (`input_short_side`, as `_images`) gets its own image
+        want = detector.input_short_side(pic.width, pic.height) if hasattr(detector, "input_short_side") else 0
+        if want > side and min(pic.width, pic.height) > side:
+            small, scale, image, image_scale = detection_image_device(pic, device, short_side, want)
+        else:
+            small, scale = detection_image_device(pic, device, short_side)
+            image, image_scale = small, scale
+        waiting.append((small, image, image_scale))
+        if len(waiting) == batch:
+            yield from flush()
+    if waiting:
+        yield from flush()
 
 
 class TrackLinker:

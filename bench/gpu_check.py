@@ -52,7 +52,8 @@ real one). Sections, in order of value, each with its own time budget (`--budget
    killed at the section's budget (which takes the time the sections before it left unused);
 6. VQFR: engine bf16 and fp32 at the end-to-end batch, code agreement;
 7. detection alone, for speed only: RetinaFace ResNet-50 and MobileNet-0.25 (formula weights)
-   on batches of 1080p frames;
+   on batches of 1080p frames, and pass 1's CUDA configuration from yuv420p pictures (the
+   detection images made on the device, one copy back a batch): frames/s, host CPU ms a frame;
 8. decoding the end-to-end clip on the CPU (FFmpeg's automatic threads, as videofix's reader)
    and with NVDEC through PyAV's `hwaccel`: host CPU ms and wall ms a frame, and whether
    NVDEC's pictures equal the CPU decoder's (the decode is about half of the host's work per
@@ -682,6 +683,43 @@ class Check:
                                 "precision": det.precision, "half_check": det.half_check,
                                 "input": f"{w}x{h} RGB, detection short side {det.det_short_side}",
                                 "settings": torch_settings()})
+            if network == networks[-1] and time.perf_counter() < deadline:
+                sec["rows"].append(self.detection_from_pictures(det, frames, deadline))
+
+    def detection_from_pictures(self, det, frames, deadline: float) -> dict:
+        """Pass 1's CUDA configuration from decoded pictures (yuv420p): the detection images
+        made on the device (`detection_image_device`), the detector on them there, the batch's
+        images copied back for the shot detector; frames/s and the host's CPU ms a frame."""
+        import resource
+
+        from videofix.faces.gpu import _download
+        from videofix.io.picture import Picture
+        from videofix.pipeline.analysis import detection_image_device
+
+        def cpu() -> float:
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            return r.ru_utime + r.ru_stime
+
+        pictures = [Picture.from_rgb(f, "yuv420p") for f in frames]
+        row = {"model": f"{det.name} from pictures", "runner": f"detection images on {self.cfg.device}, "
+                                                               f"detect_batch of {len(frames)}, one copy back"}
+
+        def one_batch():
+            images = [detection_image_device(p, self.cfg.device)[0] for p in pictures]
+            det.detect_batch(images)
+            _download(images)
+
+        one_batch()  # warm-up
+        sync(self.device)
+        t0, c0, calls = time.perf_counter(), cpu(), 0
+        while calls < 5 and (calls == 0 or time.perf_counter() < deadline):
+            one_batch()
+            calls += 1
+        sync(self.device)
+        seconds, host = time.perf_counter() - t0, cpu() - c0
+        done = calls * len(frames)
+        return {**row, "frames": done, "frames_per_s": round(done / seconds, 2),
+                "host_cpu_ms_per_frame": round(1000 * host / done, 3), "settings": torch_settings()}
 
 
     # -- 8 ----------------------------------------------------------------------------

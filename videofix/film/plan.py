@@ -65,9 +65,12 @@ class FilmSurvey:
     def __call__(self, index: int, rgb: np.ndarray, detections, cut: bool) -> None:
         self.observe(index, self.prepare(rgb), detections, cut)
 
+    takes_thumbnails = True  # `prepare` takes the frame's grey thumbnail made elsewhere (on the GPU)
+
     def prepare(self, rgb: np.ndarray):
         """The part of a frame the survey keeps (its duplicate thumbnail), made as soon as the
-        detection image exists: pass 1 calls `observe` later, once the frame's cut is known."""
+        detection image exists: pass 1 calls `observe` later, once the frame's cut is known.
+        rgb: the detection image, or its grey thumbnail (`duplicate_thumbnail`)."""
         if self.duplicates is None:
             return None
         t0 = time.perf_counter()

@@ -278,7 +278,8 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
     detector's CUDA device when it takes images there, else the host), None = the host, or a
     device (the detector must accept images there: `accepts_device_images`). Made on a device,
     they go to the detector there; the shot detector and the observer get a copy on the host
-    (one copy back for each batch of frames).
+    (one copy back for each batch of frames): of the thumbnails alone (`device_thumbnails`)
+    when both take them (``takes_thumbnails``: TransNetV2's `ShotDetector`, the film survey).
     """
     shots = shots if shots is not None else make_shot_detector(detector_device(detector))
     if image_device == "auto":
@@ -296,14 +297,21 @@ def detect_frames(frames: Iterable, detector, *, short_side: int = DETECTION_SHO
                     observer(d.index, token, dets, d.cut)
             yield FrameDetections(d.index, dets, bool(d.cut), bool(d.soft), bool(d.in_transition))
 
+    # with the images on the device, the host gets only the thumbnails when the shot
+    # detector and the observer take them (TransNetV2, the film survey); else the images
+    thumbnails = getattr(shots, "takes_thumbnails", False) and (
+        observer is None or (two_phase and getattr(observer, "takes_thumbnails", False)))
     detected = (_detected(frames, detector, short_side, pool) if image_device is None
-                else _detected_on_device(frames, detector, short_side, image_device))
+                else _detected_on_device(frames, detector, short_side, image_device, thumbnails))
     for i, (small, dets) in enumerate(detected):
-        token = None if observer is None else (observer.prepare(small) if two_phase else small)
+        for_shots = for_observer = small
+        if isinstance(small, DeviceThumbnails):
+            for_shots, for_observer = small.shot, small.duplicate
+        token = None if observer is None else (observer.prepare(for_observer) if two_phase else for_observer)
         waiting[i] = (dets, token)
         if progress is not None:
             progress(1)
-        yield from release(shots.push(small))
+        yield from release(shots.push(for_shots))
     yield from release(shots.flush())
 
 
@@ -361,10 +369,67 @@ def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tup
         yield small, _in_frame(future.result(), scale)
 
 
-def _detected_on_device(frames: Iterable, detector, short_side: int, device) -> Iterable[tuple[np.ndarray, list]]:
+@dataclass
+class DeviceThumbnails:
+    """What the host gets of a frame's detection image made on the device when the shot
+    detector and the observer take thumbnails (`takes_thumbnails`): its shot thumbnail
+    (uint8 (27, 48, 3) RGB) and its repeated-frame thumbnail (float32 grey, 96 wide)."""
+
+    shot: np.ndarray
+    duplicate: np.ndarray
+
+
+def device_thumbnails(images: list):
+    """The shot and repeated-frame thumbnails of detection images on their device (uint8
+    (h, w, 3) RGB tensors of one size): (uint8 (B, 27, 48, 3), float32 (B, h', 96)). The
+    grey is OpenCV's RGB2GRAY integer formula, exactly; the downscales are OpenCV's area
+    averages as two matrix products (`_area_resize`), within a level of OpenCV's and two of
+    libswscale's (tests/test_faces_detect.py)."""
+    import torch
+
+    from videofix.film.duplicates import THUMB_WIDTH
+    from videofix.shots.transnet import THUMB_H, THUMB_W
+
+    x = torch.stack(list(images))
+    _, h, w, _ = x.shape
+    shot = _area_resize(x.permute(0, 3, 1, 2).float(), (THUMB_H, THUMB_W))
+    shot = shot.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    xi = x.int()
+    grey = ((xi[..., 0] * 9798 + xi[..., 1] * 19235 + xi[..., 2] * 3735 + 16384) >> 15).float()  # cv2 RGB2GRAY
+    if w > THUMB_WIDTH:
+        grey = _area_resize(grey, (max(1, round(h * THUMB_WIDTH / w)), THUMB_WIDTH)).round_()
+    return shot, grey
+
+
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """float32 (n_out, n_in): output sample i averages the source over [i s, (i + 1) s), s =
+    n_in / n_out, each source sample weighted by the part of it inside (OpenCV's INTER_AREA
+    for a downscale)."""
+    s = n_in / n_out
+    edges = np.arange(n_out + 1) * s
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(n_in)[None, :]
+    return (np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None) / s).astype(np.float32)
+
+
+def _area_resize(x, out_hw: tuple[int, int]):
+    """(..., H, W) float on any device -> (..., h, w): INTER_AREA's averages as two products with
+    `_area_weights` (uploaded once per size)."""
+    import torch
+
+    from videofix.faces.gpu import _constant
+
+    (h, w), (oh, ow) = tuple(x.shape[-2:]), out_hw
+    rows = _constant(("area", h, oh), x.device, lambda: torch.from_numpy(_area_weights(h, oh)))
+    cols = _constant(("area", w, ow), x.device, lambda: torch.from_numpy(_area_weights(w, ow)))
+    return torch.matmul(torch.matmul(rows, x), cols.t())
+
+
+def _detected_on_device(frames: Iterable, detector, short_side: int, device, thumbnails: bool = False):
     """`_detected` with the detection images made on `device` (`detection_image_device`), a
     batch of frames (the detector's `batch_size`) at a time: the detector gets the images
-    there, and the batch's images come back to the host in one copy."""
+    there, and the host gets, in one copy for the batch, either the images or (thumbnails)
+    their `DeviceThumbnails`."""
     from videofix.faces.gpu import _download
 
     batch = max(1, int(getattr(detector, "batch_size", 1) or 1))
@@ -372,7 +437,12 @@ def _detected_on_device(frames: Iterable, detector, short_side: int, device) -> 
 
     def flush():
         found = detector.detect_batch([image for _, image, _ in waiting])
-        hosts = _download([small for small, _, _ in waiting])
+        smalls = [small for small, _, _ in waiting]
+        if thumbnails and len({tuple(s.shape) for s in smalls}) == 1:
+            shot, duplicate = _download(device_thumbnails(smalls))
+            hosts = [DeviceThumbnails(shot[k], duplicate[k]) for k in range(len(smalls))]
+        else:
+            hosts = _download(smalls)
         for (_, _, scale), host, dets in zip(waiting, hosts, found):
             yield host, _in_frame(dets, scale)
         waiting.clear()

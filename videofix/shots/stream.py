@@ -29,6 +29,7 @@ class ShotDetector:
     """
 
     name = "transnetv2"
+    takes_thumbnails = True  # `push` takes a frame's `shot_thumbnail` made elsewhere (on the GPU)
 
     def __init__(self, device: str = "cpu", batch: int | None = None, decider: ShotDecider | None = None,
                  model: TransNetV2Model | None = None):

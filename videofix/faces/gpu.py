@@ -4,8 +4,11 @@ regions' colour conversion in torch, on the restorer's device (CUDA) or on the C
 `FaceRestorationPass` uses it when the restorer runs on CUDA (`face_path` auto; `torch` forces
 it, `numpy` keeps numpy/OpenCV): a frame's face regions go to the device once (`FaceRegions`:
 one box of every plane holding each face's alignment source, paste region and grain ring), the
-crops are cut there (one copy back), the faces are blended there in the picture's own pixel
-format, and the box comes back once. On the CPU numpy/OpenCV is faster and stays the default
+crops are cut there with one batched grid (one copy back), the faces that do not read each
+other's regions are blended there together, in one set of kernels (`face_layers_torch`,
+`FaceRegions.blend_rgb_many`), in the picture's own pixel format, and the box comes back once.
+Host data goes up through pinned memory without a sync (`_upload`); copies back share one
+sync (`_download`). On the CPU numpy/OpenCV is faster and stays the default
 (bench/results/feed-rate-2026-12-04.md).
 
 Same conventions as the OpenCV path (pixel centres at integer coordinates, bilinear, constant
@@ -601,25 +604,12 @@ def face_layers_torch(restored: torch.Tensor, affines, boxes, *, upscale: int = 
 
 def paste_faces_regions(regions: FaceRegions, restored: torch.Tensor, affines, boxes, *, upscale: int = 1,
                         parse_masks=None, blend: float = 1.0, luma_only: bool = False) -> None:
-    """`paste_face_regions` of n faces at once (the plain paste, no grain): restored (n, 3, S,
-    S) on the device, their affines and boxes (`layer_box`, none None). The faces' boxes must
-    not overlap (a later face would read what an earlier one wrote: paste those one by one)."""
+    """`paste_face` of n faces into a Picture's `FaceRegions` at once (the plain paste, no
+    grain), in place: restored (n, 3, S, S) on the device, their affines and boxes
+    (`layer_box`, none None). The faces' boxes must not overlap (a later face would read what
+    an earlier one wrote: paste those one by one)."""
     layers = face_layers_torch(restored, affines, boxes, upscale=upscale, parse_masks=parse_masks, blend=blend)
     regions.blend_rgb_many((layers.faces * np.float32(1.0 / 255.0)).clamp(0.0, 1.0), layers, luma_only=luma_only)
-
-
-def paste_face_regions(regions: FaceRegions, restored: torch.Tensor, affine, *, upscale: int = 1,
-                       parse_mask: torch.Tensor | None = None, blend: float = 1.0, luma_only: bool = False):
-    """`paste_face` into a Picture's `FaceRegions` (the plain paste, no grain): blends in place
-    and returns the box written, or None when the face misses the picture."""
-    pic = regions.picture
-    layer = face_layer_torch(restored, affine, (pic.height, pic.width), upscale=upscale, parse_mask=parse_mask,
-                             align_box=pic.align_box, blend=blend)
-    if layer is None:
-        return None
-    box, face, mask = layer
-    regions.blend_rgb((face * np.float32(1.0 / 255.0)).clamp(0.0, 1.0), mask, box, luma_only=luma_only)
-    return box
 
 
 def parse_map_to_mask_torch(classes: torch.Tensor) -> torch.Tensor:

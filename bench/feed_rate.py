@@ -411,6 +411,45 @@ def count_detection_image_ops(frames) -> dict:
                                   (gpu, "_download")])
 
 
+class Patches:
+    """Functions replaced for one measured run and put back after it (`restore`). The outermost
+    call of a `measure`d function runs under a dispatch mode, and its thread time is summed in
+    `seconds` (a measured function called inside another counts once)."""
+
+    def __init__(self):
+        self.originals: dict = {}
+        self.depth = 0  # inside a measured function
+        self.seconds = 0.0
+
+    def replace(self, owner, attr: str, make) -> None:
+        """owner.attr -> make(owner.attr as it is now)."""
+        fn = getattr(owner, attr)
+        self.originals.setdefault((owner, attr), fn)
+        setattr(owner, attr, make(fn))
+
+    def measure(self, wrapped, mode_cls) -> None:
+        for owner, attr in wrapped:
+            self.replace(owner, attr, lambda fn: self._measured(fn, mode_cls))
+
+    def _measured(self, fn, mode_cls):
+        def measured(*a, **kw):
+            if self.depth:
+                return fn(*a, **kw)
+            t0 = time.thread_time()
+            self.depth += 1
+            try:
+                with mode_cls():
+                    return fn(*a, **kw)
+            finally:
+                self.depth -= 1
+                self.seconds += time.thread_time() - t0
+        return measured
+
+    def restore(self) -> None:
+        for (owner, attr), fn in self.originals.items():
+            setattr(owner, attr, fn)
+
+
 def device_host_part(run, wrapped, syncs=(), uploads=()) -> dict:
     """The host's part, on a CUDA run, of the torch code inside the functions `wrapped`
     ((owner, attribute) pairs) while `run()` runs (it returns the units to count per: faces,
@@ -461,58 +500,35 @@ def device_host_part(run, wrapped, syncs=(), uploads=()) -> dict:
     Count.ops = Count.syncs = Count.views = Count.uploads = Count.upload_bytes = 0
     Count.inside = 0.0
     Count.scalars = []
-    depth = [0]  # inside a wrapped function (nested wrapped calls count once)
-    path = [0.0]
-    originals = {}
+    patches = Patches()
 
-    def traffic(_fn, _attr):
-        def counted(*a, **kw):
-            out = _fn(*a, **kw)
-            if depth[0]:
-                if _attr == "_upload":
-                    Count.uploads += 1
-                    Count.upload_bytes += int(np.asarray(a[0]).nbytes)
-                elif _attr == "upload":  # written straight into pinned memory: no staging copy
-                    Count.uploads += 1
-                elif _attr == "_download":
-                    Count.syncs += 1
-                else:
-                    Count.scalars.append(("host values", out))
-            return out
-        return counted
+    def traffic(kind):
+        def make(fn):
+            def counted(*a, **kw):
+                out = fn(*a, **kw)
+                if patches.depth:
+                    if kind == "_upload":
+                        Count.uploads += 1
+                        Count.upload_bytes += int(np.asarray(a[0]).nbytes)
+                    elif kind == "upload":  # written straight into pinned memory: no staging copy
+                        Count.uploads += 1
+                    elif kind == "_download":
+                        Count.syncs += 1
+                    else:
+                        Count.scalars.append(("host values", out))
+                return out
+            return counted
+        return make
 
-    for attr in ("_upload", "_download", "_host_values"):
-        originals[(gpu, attr)] = getattr(gpu, attr)
-        setattr(gpu, attr, traffic(getattr(gpu, attr), attr))
-    for owner, attr in syncs:
-        originals[(owner, attr)] = getattr(owner, attr)
-        setattr(owner, attr, traffic(getattr(owner, attr), "_download"))
-    for owner, attr in uploads:
-        originals[(owner, attr)] = getattr(owner, attr)
-        setattr(owner, attr, traffic(getattr(owner, attr), "upload"))
-    for owner, attr in wrapped:
-        fn = getattr(owner, attr)
-        originals.setdefault((owner, attr), fn)
-
-        def counted(*a, _fn=fn, **kw):
-            if depth[0]:
-                return _fn(*a, **kw)
-            t0 = time.thread_time()
-            depth[0] += 1
-            try:
-                with Count():
-                    return _fn(*a, **kw)
-            finally:
-                depth[0] -= 1
-                path[0] += time.thread_time() - t0
-
-        setattr(owner, attr, counted)
+    for owner, attr, kind in ([(gpu, a, a) for a in ("_upload", "_download", "_host_values")]
+                              + [(o, a, "_download") for o, a in syncs] + [(o, a, "upload") for o, a in uploads]):
+        patches.replace(owner, attr, traffic(kind))
+    patches.measure(wrapped, Count)
     try:
         units = max(1, run())
     finally:
-        for (owner, attr), fn in originals.items():
-            setattr(owner, attr, fn)
-    python_s = path[0] - Count.inside - Count.ops * outside * 1e-6
+        patches.restore()
+    python_s = patches.seconds - Count.inside - Count.ops * outside * 1e-6
     replayed = replay_python(run, wrapped, Count.scalars)
     return {"ops_per_face": Count.ops / units, "views_per_face": Count.views / units,
             "replay_python_ms_per_face": replayed["python_ms_per_face"], "replay": replayed,
@@ -520,7 +536,7 @@ def device_host_part(run, wrapped, syncs=(), uploads=()) -> dict:
             "upload_bytes_per_face": Count.upload_bytes / units, "staging_copy_ms_per_face":
             staging_copy_ms(Count.upload_bytes / units),
             "kernels_per_face": (Count.ops - Count.views) / units, "syncs_per_face": Count.syncs / units,
-            "path_ms_per_face": 1000 * path[0] / units, "python_ms_per_face": 1000 * python_s / units,
+            "path_ms_per_face": 1000 * patches.seconds / units, "python_ms_per_face": 1000 * python_s / units,
             "outside_us": outside, "launch_us": LAUNCH_US, "view_us": view_op_us(), "units": units}
 
 
@@ -617,47 +633,29 @@ def replay_python(run, wrapped, scalars: list) -> dict:
     outside = outside_us(Replay)
     Replay.ops, Replay.inside, Replay.computed = 0, 0.0, 0
     Replay.queue = deque(scalars)
-    depth = [0]
-    path = [0.0]
-    originals = {}
+    patches = Patches()
 
-    def replayed_values(t):
-        if not depth[0]:  # outside the part measured: the real values
-            return originals[(gpu, "_host_values")](t)
-        if not Replay.queue or Replay.queue[0][0] != "host values":
-            raise RuntimeError("feed_rate: the replay took other branches (a host read out of order)")
-        return Replay.queue.popleft()[1]
+    def replayed_values(real):
+        def values(t):
+            if not patches.depth:  # outside the part measured: the real values
+                return real(t)
+            if not Replay.queue or Replay.queue[0][0] != "host values":
+                raise RuntimeError("feed_rate: the replay took other branches (a host read out of order)")
+            return Replay.queue.popleft()[1]
+        return values
 
-    originals[(gpu, "_host_values")] = gpu._host_values
-    gpu._host_values = replayed_values
-    for owner, attr in wrapped:
-        fn = getattr(owner, attr)
-        originals.setdefault((owner, attr), fn)
-
-        def replayed(*a, _fn=fn, **kw):
-            if depth[0]:
-                return _fn(*a, **kw)
-            t0 = time.thread_time()
-            depth[0] += 1
-            try:
-                with Replay():
-                    return _fn(*a, **kw)
-            finally:
-                depth[0] -= 1
-                path[0] += time.thread_time() - t0
-
-        setattr(owner, attr, replayed)
+    patches.replace(gpu, "_host_values", replayed_values)
+    patches.measure(wrapped, Replay)
     Replay.replaying = True
     try:
         units = max(1, run())
     finally:
         Replay.replaying = False
-        for (owner, attr), fn in originals.items():
-            setattr(owner, attr, fn)
+        patches.restore()
     if Replay.queue:
         raise RuntimeError(f"feed_rate: the replay took other branches ({len(Replay.queue)} host reads left)")
-    python_s = path[0] - Replay.inside - Replay.ops * outside * 1e-6
-    return {"python_ms_per_face": 1000 * python_s / units, "path_ms_per_face": 1000 * path[0] / units,
+    python_s = patches.seconds - Replay.inside - Replay.ops * outside * 1e-6
+    return {"python_ms_per_face": 1000 * python_s / units, "path_ms_per_face": 1000 * patches.seconds / units,
             "inside_ms_per_face": 1000 * Replay.inside / units, "ops_per_face": Replay.ops / units,
             "computed_per_face": Replay.computed / units, "outside_us": outside}
 

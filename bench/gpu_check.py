@@ -192,6 +192,14 @@ def numerics(*, tf32: bool | None = None, benchmark: bool | None = None):
          torch.backends.cudnn.benchmark) = saved
 
 
+def process_cpu() -> float:
+    """CPU seconds of this process (user + system, every thread)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -690,15 +698,10 @@ class Check:
         """Pass 1's CUDA configuration from decoded pictures (yuv420p): the detection images
         made on the device (`detection_image_device`), the detector on them there, the batch's
         images copied back for the shot detector; frames/s and the host's CPU ms a frame."""
-        import resource
-
         from videofix.faces.gpu import _download
         from videofix.io.picture import Picture
         from videofix.pipeline.analysis import detection_image_device
 
-        def cpu() -> float:
-            r = resource.getrusage(resource.RUSAGE_SELF)
-            return r.ru_utime + r.ru_stime
 
         pictures = [Picture.from_rgb(f, "yuv420p") for f in frames]
         row = {"model": f"{det.name} from pictures", "runner": f"detection images on {self.cfg.device}, "
@@ -711,12 +714,12 @@ class Check:
 
         one_batch()  # warm-up
         sync(self.device)
-        t0, c0, calls = time.perf_counter(), cpu(), 0
+        t0, c0, calls = time.perf_counter(), process_cpu(), 0
         while calls < 5 and (calls == 0 or time.perf_counter() < deadline):
             one_batch()
             calls += 1
         sync(self.device)
-        seconds, host = time.perf_counter() - t0, cpu() - c0
+        seconds, host = time.perf_counter() - t0, process_cpu() - c0
         done = calls * len(frames)
         return {**row, "frames": done, "frames_per_s": round(done / seconds, 2),
                 "host_cpu_ms_per_frame": round(1000 * host / done, 3), "settings": torch_settings()}
@@ -727,13 +730,8 @@ class Check:
         """The end-to-end clip decoded by FFmpeg on the CPU and by NVDEC (PyAV `hwaccel`, no
         software fallback): CPU and wall ms a frame, the pictures' format, and the largest
         difference of NVDEC's first frames (as yuv420p) from the CPU decoder's."""
-        import resource
-
         import av
 
-        def cpu() -> float:
-            r = resource.getrusage(resource.RUSAGE_SELF)
-            return r.ru_utime + r.ru_stime
 
         clip, _ = self.need_clip()
         compare = 4
@@ -751,7 +749,7 @@ class Check:
 
                     row["hwdevices_available"] = list(hwdevices_available())
                     options["hwaccel"] = HWAccel(device_type="cuda", allow_software_fallback=False)
-                c0, t0, frames, formats, diff = cpu(), time.perf_counter(), 0, set(), 0
+                c0, t0, frames, formats, diff = process_cpu(), time.perf_counter(), 0, set(), 0
                 with av.open(str(clip), **options) as container:
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
@@ -768,7 +766,7 @@ class Check:
                             row["stopped"] = "section budget"
                             break
                     row["hwaccel_in_use"] = getattr(stream.codec_context, "is_hwaccel", None)
-                cpu_s, wall = cpu() - c0, time.perf_counter() - t0
+                cpu_s, wall = process_cpu() - c0, time.perf_counter() - t0
                 row.update(frames=frames, formats=sorted(formats), cpu_ms_per_frame=round(1000 * cpu_s / frames, 2),
                            wall_ms_per_frame=round(1000 * wall / frames, 2), frames_per_s=round(frames / wall, 1))
                 if name == "nvdec":

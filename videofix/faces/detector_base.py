@@ -176,47 +176,39 @@ class Detector:
         up to float rounding of a batched convolution). A backend that `accepts_device_images`
         also takes uint8 (H, W, 3) RGB tensors on its device (pass 1's detection images made
         there); they stay there unless the detector would resize them first."""
-        if frames and not isinstance(frames[0], np.ndarray) and self.accepts_device_images:
-            return self._detect_device_batch(list(frames))
         t0 = time.perf_counter()
-        frames = [check_rgb(f) for f in frames]
-        resized = [self._resize(f) for f in frames]
+        device = bool(frames) and not isinstance(frames[0], np.ndarray) and self.accepts_device_images
+        frames = list(frames) if device else [check_rgb(f) for f in frames]
+        # (the image the network gets, sx, sy), or None: a device image to resize on the host
+        resized = [self._device_image(f) if device else self._resize(f) for f in frames]
         out: list[list[Detection] | None] = [None] * len(frames)
         groups: dict[tuple, list[int]] = {}
-        for i, (small, _, _) in enumerate(resized):
-            groups.setdefault(small.shape, []).append(i)
+        for i, r in enumerate(resized):
+            if r is not None:
+                groups.setdefault(tuple(r[0].shape), []).append(i)
         for idx in groups.values():
             raw = self._detect_scaled_batch([resized[i][0] for i in idx])
             for i, dets in zip(idx, raw):
                 out[i] = self._finish(frames[i], dets, resized[i][1], resized[i][2])
-        self.last_ms = (time.perf_counter() - t0) * 1000.0 / max(len(frames), 1)
-        return out  # type: ignore[return-value]
+        host = [i for i, r in enumerate(resized) if r is None]
+        if host:  # the host's area filter resizes them
+            from videofix.faces.gpu import _download
 
-    def _detect_device_batch(self, frames: list) -> list[list[Detection]]:
-        """`detect_batch` of device tensors: frames at the detection size run on the device as
-        they are; any other goes to the host first (the host's area filter resizes it)."""
-        import torch
-
-        from videofix.faces.gpu import _download
-
-        t0 = time.perf_counter()
-        out: list[list[Detection] | None] = [None] * len(frames)
-        groups: dict[tuple, list[int]] = {}
-        host: list[int] = []
-        for i, f in enumerate(frames):
-            if f.dtype != torch.uint8 or f.ndim != 3 or f.shape[2] != 3:
-                raise ValueError("detect: expected a uint8 HxWx3 RGB tensor")
-            h, w = int(f.shape[0]), int(f.shape[1])
-            target = detection_short_side(h, w, self.det_short_side, self.max_short_side, self.max_upscale)
-            (groups.setdefault((h, w), []) if target == min(h, w) else host).append(i)
-        for idx in groups.values():
-            for i, dets in zip(idx, self._detect_scaled_batch([frames[i] for i in idx])):
-                out[i] = self._finish(frames[i], dets, 1.0, 1.0)
-        if host:
             for i, dets in zip(host, self.detect_batch(_download([frames[i] for i in host]))):
                 out[i] = dets
         self.last_ms = (time.perf_counter() - t0) * 1000.0 / max(len(frames), 1)
         return out  # type: ignore[return-value]
+
+    def _device_image(self, frame):
+        """A device tensor for `detect_batch`: (it, 1, 1) when it is at the detection size
+        already, else None (it goes to the host to be resized)."""
+        import torch
+
+        if frame.dtype != torch.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError("detect: expected a uint8 HxWx3 RGB tensor")
+        h, w = int(frame.shape[0]), int(frame.shape[1])
+        target = detection_short_side(h, w, self.det_short_side, self.max_short_side, self.max_upscale)
+        return (frame, 1.0, 1.0) if target == min(h, w) else None
 
     __call__ = detect
 

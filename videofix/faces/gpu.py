@@ -509,30 +509,13 @@ def face_layer_torch(restored: torch.Tensor, affine, frame_hw: tuple[int, int], 
     mask float32 (h, w) 0..1), or None when the face misses the frame.
 
     restored: (3, S, S) RGB, uint8 or float 0..255, on the device. parse_mask: (S', S')
-    float 0..1 crop-space limit on the device, or None."""
-    size = int(restored.shape[-1])
-    device = restored.device
-    inv = paste_affine(np.asarray(affine, np.float64), upscale)
-    box = layer_box(affine, size, frame_hw, upscale=upscale, align_box=align_box)
+    float 0..1 crop-space limit on the device, or None. `face_layers_torch` of one face."""
+    box = layer_box(affine, int(restored.shape[-1]), frame_hw, upscale=upscale, align_box=align_box)
     if box is None:
         return None
-    x0, y0, x1, y1 = box
-    grid = _grid(invert_affine(shift_affine(inv, x0, y0)), (y1 - y0, x1 - x0), (size, size), device)
-    # one bilinear pass samples the crop and the ones-mask together (cv2: two warpAffine calls)
-    both = torch.cat([restored.float(), torch.ones((1, size, size), device=device)])
-    sampled = _sample(both, grid)
-    warped = sampled[:3].round()  # cv2.warpAffine of the uint8 crop rounds to uint8
-    eroded = _erode(sampled[3], int(2 * upscale))
-    w_edge = int(float(eroded.double().sum().item()) ** 0.5) // 20
-    soft = _gaussian_blur(_erode(eroded, 2 * w_edge), 2 * w_edge + 1)
-    if parse_mask is not None:
-        pm = parse_mask.float()
-        if pm.shape[-1] != size:
-            pm = F.interpolate(pm[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-        soft = torch.minimum(soft, _sample(pm[None], grid)[0])
-    if blend != 1.0:
-        soft = soft * np.float32(blend)
-    return box, eroded[None] * warped, soft.clamp(0.0, 1.0)
+    layers = face_layers_torch(restored[None], [affine], [box], upscale=upscale,
+                               parse_masks=None if parse_mask is None else [parse_mask], blend=blend)
+    return box, layers.faces[0], layers.masks[0]
 
 
 def layer_box(affine, size: int, frame_hw: tuple[int, int], *, upscale: int = 1, align_box=None):
@@ -569,8 +552,8 @@ def face_layers_torch(restored: torch.Tensor, affines, boxes, *, upscale: int = 
     (`layer_box`, none None). The sampling grids, the warp, the first erosion, the mask sums
     (one host read for all) and the parse limits run on the n canvases at once; the feather
     (its erosion and blur sizes differ per face) runs per face on its own box. Each face's
-    layer is `face_layer_torch`'s within float rounding of the grid (its sums run in another
-    order). parse_masks: None, or one (S', S') float 0..1 limit per face."""
+    layer is the one it gets alone (`face_layer_torch`, n = 1) within float rounding (its
+    canvas is larger). parse_masks: None, or one (S', S') float 0..1 limit per face."""
     n = len(boxes)
     size = int(restored.shape[-1])
     device = restored.device
@@ -693,21 +676,9 @@ def grain_field_torch(shape: tuple[int, int], *, seed: int, frame_index: int, tr
                       device="cpu") -> torch.Tensor:
     """`videofix.film.grain.grain_field` drawn on `device`: float32 (h, w), the same integers
     (so the same field, within a few float32 ulps of its logarithm and cosine), no host work
-    but the key."""
-    from videofix.film.grain import _MASK32, grain_draw_shape, grain_key
-
-    h, w = int(shape[0]), int(shape[1])
-    dh, dw = grain_draw_shape((h, w), scale)
-    key = grain_key(seed, frame_index, track_id)
-    # sample i hashes indices 2 i + key (u1) and 2 i + 1 + key (u2): one pass over both
-    index = (torch.arange(2 * dh * dw, dtype=torch.int64, device=device) + key) & _MASK32
-    u = (((_lowbias32_t(index) >> 8).float() + 0.5) * np.float32(2.0 ** -24)).view(dh * dw, 2)
-    u1, u2 = u[:, 0], u[:, 1]
-    field = (torch.sqrt(np.float32(-2.0) * torch.log(u1)) * torch.cos(np.float32(2.0 * np.pi) * u2)).view(dh, dw)
-    if (dh, dw) == (h, w):
-        return field
-    # cv2.resize INTER_LINEAR: half-pixel centres, edge samples repeated
-    return F.interpolate(field[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    but the key. `grain_fields_torch` of one face."""
+    return grain_fields_torch([shape], seed=seed, frame_index=frame_index, track_ids=[track_id], scale=scale,
+                              device=device)[0]
 
 
 def grain_fields_torch(shapes, *, seed: int, frame_index: int, track_ids, scale: float = 1.0, device="cpu",
@@ -725,7 +696,8 @@ def grain_fields_torch(shapes, *, seed: int, frame_index: int, track_ids, scale:
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     keys = np.array([grain_key(seed, frame_index, t) for t in track_ids], np.int64)
     total = int(sum(counts))
-    # element e of face k hashes index (e - start_k) + key_k: one offset per face, repeated
+    # element e of face k hashes index (e - start_k) + key_k (its sample i hashes 2 i + key_k
+    # for u1 and 2 i + 1 + key_k for u2, one pass over both): one offset per face, repeated
     plan = _upload(np.stack([keys - starts, np.asarray(counts, np.int64)], axis=1), device)
     offset = torch.repeat_interleave(plan[:, 0], plan[:, 1], output_size=total)  # output_size: no host sync
     index = (torch.arange(total, dtype=torch.int64, device=device) + offset) & _MASK32

@@ -204,6 +204,8 @@ class RetinaFaceDetector(Detector):
         device. images: uint8 (H, W, 3) RGB arrays, or tensors on the device (stacked there)."""
         import torch
 
+        from .gpu import _constant
+
         h, w = images[0].shape[:2]
         ph, pw = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
         if isinstance(images[0], torch.Tensor):
@@ -213,9 +215,8 @@ class RetinaFaceDetector(Detector):
             x = torch.from_numpy(np.ascontiguousarray(batch[..., ::-1]))
             if self.device.type == "cuda":
                 x = x.pin_memory().to(self.device, non_blocking=True)
-        if getattr(self, "_mean", None) is None:  # uploaded once (a pageable upload waits for the device)
-            self._mean = torch.tensor(MEAN_BGR, device=self.device).view(1, 3, 1, 1)
-        x = x.permute(0, 3, 1, 2).float() - self._mean
+        mean = _constant("retinaface_mean_bgr", self.device, lambda: torch.tensor(MEAN_BGR).view(1, 3, 1, 1))
+        x = x.permute(0, 3, 1, 2).float() - mean  # the mean uploaded once: a pageable upload waits for the device
         # Padding after mean removal = padding with the mean colour, what the net saw as "nothing".
         # Contiguous NCHW: the layout the one-frame path always had (a channels-last input
         # takes other convolution kernels, whose rounding moves scores near the threshold).

